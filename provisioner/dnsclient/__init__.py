@@ -1,0 +1,144 @@
+"""The DNS client: the only code importing ``dns`` (dnspython).
+
+:class:`DnsClient` finds each zone's authoritative servers (NS through the system's recursive
+resolver, RFC 1034 §4.3.2; or the ``--nameserver`` override), asks each of them directly, and
+caches answers for one run. The hot path is :mod:`.engine` (UDP, windows, retries) and
+:mod:`.wire`; dnspython reads the system resolver configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from provisioner.dnsclient.engine import Engine
+from provisioner.dnsclient.types import (
+    LAME,
+    NOERROR,
+    NXDOMAIN,
+    REFUSED,
+    SERVFAIL,
+    TEMPORARY,
+    TIMEOUT,
+    UNREACHABLE,
+    Answer,
+    BadServer,
+    Query,
+    Server,
+    fqdn,
+)
+
+__all__ = [
+    "LAME", "NOERROR", "NXDOMAIN", "REFUSED", "SERVFAIL", "TEMPORARY", "TIMEOUT", "UNREACHABLE",
+    "Answer", "BadServer", "Delegation", "DnsClient", "Query", "Server", "fqdn",
+    "system_resolvers",
+]
+
+log = logging.getLogger(__name__)
+
+
+def system_resolvers() -> tuple[Server, ...]:
+    """The recursive resolvers of ``/etc/resolv.conf`` (through dnspython)."""
+    import dns.resolver  # the one place dnspython is needed: the system's configuration
+
+    try:
+        resolver = dns.resolver.Resolver()
+    except dns.resolver.NoResolverConfiguration:
+        return ()
+    return tuple(Server(str(ns), int(resolver.port)) for ns in resolver.nameservers)
+
+
+@dataclass(frozen=True, slots=True)
+class Delegation:
+    """A zone's authoritative servers, or why none were found (``status``, as in Answer)."""
+
+    zone: str
+    servers: tuple[Server, ...]
+    status: str = NOERROR
+
+
+class DnsClient:
+    """Authoritative lookups in batches, cached for the life of the client."""
+
+    def __init__(
+        self,
+        *,
+        nameservers: Sequence[Server] = (),
+        resolvers: Sequence[Server] | None = None,
+        timeout: float = 1.0,
+        attempts: int = 3,
+        window: int = 256,
+    ) -> None:
+        self.nameservers = tuple(nameservers)
+        self.resolvers = tuple(resolvers) if resolvers is not None else ()
+        if not self.nameservers and resolvers is None:
+            self.resolvers = system_resolvers()
+        self.engine = Engine(timeout=timeout, attempts=attempts, window=window,
+                             recursive=frozenset(self.resolvers))
+        self._cache: dict[Query, Answer] = {}
+        self._delegations: dict[str, Delegation] = {}
+
+    def __enter__(self) -> DnsClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def clear_cache(self) -> None:
+        """Forget answers (not delegations): the next round sees fresh data (``--wait``)."""
+        self._cache.clear()
+
+    @property
+    def queries_sent(self) -> int:
+        return self.engine.sent
+
+    def cached(self, query: Query) -> Answer | None:
+        return self._cache.get(query)
+
+    def lookup_many(self, queries: Iterable[Query]) -> Mapping[Query, Answer]:
+        """Answers to ``queries``, asking only for those not in the cache."""
+        wanted = [q for q in dict.fromkeys(queries) if q not in self._cache]
+        if wanted:
+            self._cache.update(self.engine.run(wanted))
+        return self._cache
+
+    def recursive_server(self) -> Server | None:
+        """Where names outside every known zone are asked (the override, else a resolver)."""
+        if self.nameservers:
+            return self.nameservers[0]
+        return self.resolvers[0] if self.resolvers else None
+
+    def delegations(self, zones: Iterable[str]) -> Mapping[str, Delegation]:
+        """Each zone's authoritative servers: the override, or NS then A/AAAA by recursion."""
+        zones = [fqdn(z) for z in zones if fqdn(z) not in self._delegations]
+        if self.nameservers:
+            for zone in zones:
+                self._delegations[zone] = Delegation(zone, self.nameservers)
+            return self._delegations
+        resolver = self.recursive_server()
+        if resolver is None:
+            for zone in zones:
+                self._delegations[zone] = Delegation(zone, (), UNREACHABLE)
+            return self._delegations
+        answers = self.lookup_many(Query(resolver, z, "NS") for z in zones)
+        hosts = {h for z in zones for h in answers[Query(resolver, z, "NS")].values}
+        addresses = self.lookup_many(
+            Query(resolver, h, t) for h in sorted(hosts) for t in ("A", "AAAA")
+        )
+        for zone in zones:
+            ns = answers[Query(resolver, zone, "NS")]
+            servers = tuple(
+                Server(address, 53, host)
+                for host in sorted(ns.values)
+                for t in ("A", "AAAA")
+                for address in addresses[Query(resolver, host, t)].values
+            )
+            status = ns.status if ns.status != NOERROR or servers else "NODATA"
+            if not servers:
+                log.info("no authoritative servers for %s: %s", zone, status)
+            self._delegations[zone] = Delegation(zone, servers, NOERROR if servers else status)
+        return self._delegations

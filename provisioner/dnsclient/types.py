@@ -1,0 +1,125 @@
+"""Values the DNS client hands out: servers, queries and answers (immutable)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from provisioner.dnsclient.wire import Message
+from provisioner.errors import ProvisionerError
+
+# Answer statuses. The first three are what the server said; the others are failures to hear it.
+NOERROR = "NOERROR"
+NXDOMAIN = "NXDOMAIN"
+SERVFAIL = "SERVFAIL"
+REFUSED = "REFUSED"
+TIMEOUT = "timeout"
+UNREACHABLE = "unreachable"
+LAME = "lame"  # the server is not authoritative for the name (a referral, RFC 1034 §4.3.2)
+TEMPORARY = frozenset({SERVFAIL, REFUSED, TIMEOUT, UNREACHABLE, LAME, "FORMERR", "NOTIMP"})
+
+
+class BadServer(ProvisionerError):
+    """A ``--nameserver`` value that is not ``HOST[:PORT]``."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Server:
+    """A name server by address. ``name`` is its NS host name when it was discovered."""
+
+    host: str
+    port: int = 53
+    name: str = ""
+
+    def __str__(self) -> str:
+        where = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        if self.port == 53:
+            where = self.host
+        return f"{self.name.rstrip('.')} ({where})" if self.name else where
+
+    @classmethod
+    def parse(cls, text: str) -> Server:
+        """``HOST``, ``HOST:PORT``, ``[V6]:PORT`` or a bare IPv6 address."""
+        text = text.strip()
+        host, port = text, "53"
+        if text.startswith("["):
+            host, _, rest = text[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else "53"
+        elif text.count(":") == 1:
+            host, port = text.split(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise BadServer(f"--nameserver {text!r}: expected HOST[:PORT]")
+        return cls(host, int(port))
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Query:
+    """``name`` is lower-case and fully qualified (trailing dot)."""
+
+    server: Server
+    name: str
+    rdtype: str
+
+
+def fqdn(name: str) -> str:
+    return name.lower().rstrip(".") + "."
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A server's answer to one query, or why there is none.
+
+    ``status`` is the RCODE (``NOERROR``, ``NXDOMAIN``, ``SERVFAIL``...) or ``timeout``,
+    ``unreachable``, ``lame``. ``rrs`` is the answer section as ``(owner, type, value)``.
+    """
+
+    query: Query
+    status: str
+    rrs: tuple[tuple[str, str, Any], ...] = ()
+
+    @classmethod
+    def failure(cls, query: Query, status: str) -> Answer:
+        return cls(query, status)
+
+    @classmethod
+    def from_message(cls, query: Query, message: Message) -> Answer:
+        status = message.rcode
+        if status == NOERROR and message.referral:
+            status = LAME
+        return cls(query, status, message.answer)
+
+    @property
+    def temporary(self) -> bool:
+        return self.status in TEMPORARY
+
+    @property
+    def cnames(self) -> tuple[str, ...]:
+        """The CNAME chain from the query name, as far as the answer section holds it."""
+        chain: list[str] = []
+        name = self.query.name
+        while len(chain) < 16:
+            target = next((v for o, t, v in self.rrs if o == name and t == "CNAME"), None)
+            if target is None or target in chain:
+                break
+            chain.append(target)
+            name = target
+        return tuple(chain)
+
+    @property
+    def values(self) -> tuple[Any, ...]:
+        """Values of the query type at the end of the CNAME chain."""
+        chain = self.cnames
+        owner = chain[-1] if chain and self.query.rdtype != "CNAME" else self.query.name
+        return tuple(v for o, t, v in self.rrs if o == owner and t == self.query.rdtype)
+
+    @property
+    def direct(self) -> tuple[Any, ...]:
+        """Values of the query type owned by the query name itself (not through a CNAME)."""
+        return tuple(v for o, t, v in self.rrs if o == self.query.name and t == self.query.rdtype)
+
+    @property
+    def reason(self) -> str:
+        """``NXDOMAIN``, ``NODATA``, a failure status, or ``""`` when there are values."""
+        if self.status == NOERROR:
+            return "" if self.values else "NODATA"
+        return self.status
