@@ -1,0 +1,43 @@
+# Two commands on a fresh machine: `make run` (the main job on the embedded default target) and
+# `make test` (lint, strict type check, all tests against real PowerDNS and moto servers).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: run venv system-deps lint typecheck test bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+system-deps:
+	scripts/install-system-deps
+
+# The main job: check every declaration, show the records, plan and apply them to build/dns.
+run: venv
+	$(BIN)/provisioner validate
+	$(BIN)/provisioner records
+	$(BIN)/provisioner plan
+	$(BIN)/provisioner apply
+
+lint: venv
+	$(BIN)/ruff check provisioner tests benchmarks
+	$(BIN)/check-jsonschema --schemafile schemas/institution.schema.json zones/*.yaml
+	$(BIN)/check-jsonschema --schemafile schemas/platform.schema.json provisioner.yaml
+
+typecheck: venv
+	$(BIN)/mypy
+
+test: system-deps venv lint typecheck
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python -m benchmarks.bench_core
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

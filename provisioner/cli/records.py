@@ -1,0 +1,42 @@
+"""`provisioner records`: the expanded records, as a table, JSON or zone-file text."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from provisioner.cli.common import EXIT_ERROR, EXIT_OK, load, select_institution
+from provisioner.presentation import table_lines, zone_file_lines
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "records",
+        parents=[common],
+        help="print the records every institution needs",
+        description="Print the expanded records, sorted by zone, name and type.",
+    )
+    p.add_argument("--institution", metavar="CODE", help="only this institution")
+    p.add_argument("--format", choices=("text", "json", "bind"), default="text")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    project = load(args)
+    if project is None:
+        return EXIT_ERROR
+    project = select_institution(project, args.institution)
+    if project is None:
+        return EXIT_ERROR
+    records = project.records()
+    out = sys.stdout
+    if args.format == "json":
+        json.dump([r.to_json() for r in records], out, indent=2, ensure_ascii=False)
+        out.write("\n")
+    elif args.format == "bind":
+        out.write("\n".join(zone_file_lines(records)))
+    else:
+        out.write("\n".join(table_lines(records)) + "\n")
+    return EXIT_OK

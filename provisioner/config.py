@@ -1,0 +1,397 @@
+"""Loading a project: ``provisioner.yaml`` and ``zones/*.yaml`` in, checked values out.
+
+This is the file-reading adapter around the pure core. It collects every problem of every file
+(schema, then per-file meaning, then rules across files and records) instead of stopping at the
+first, so one run tells a user all that is wrong.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from provisioner import rules, schema
+from provisioner.errors import InvalidInput, Origin, Problem, Severity
+from provisioner.expand import expand
+from provisioner.model import (
+    DmarcPolicy,
+    DnsMode,
+    Domain,
+    Institution,
+    Platform,
+    Record,
+    Selector,
+    SpfPolicy,
+    Target,
+    is_within,
+)
+from provisioner.names import NameError_, normalize
+from provisioner.yamlload import Document, PathKey, load
+
+ZONES_DIR = "zones"
+MAX_SPF_LOOKUPS = 10  # RFC 7208 §4.6.4
+
+
+@dataclass(frozen=True)
+class Project:
+    """A loaded repository. ``ok`` is False when any problem is an error."""
+
+    config_path: Path
+    root: Path
+    zones_dir: Path
+    platform: Platform
+    institutions: tuple[Institution, ...]
+    problems: tuple[Problem, ...]
+    _records: tuple[Record, ...] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.is_error for p in self.problems)
+
+    @cached_property
+    def _expanded(self) -> tuple[Record, ...]:
+        if self._records is not None:
+            return self._records
+        return expand(self.platform, self.institutions)
+
+    def records(self) -> tuple[Record, ...]:
+        """The full expansion, sorted by zone, name and type."""
+        return self._expanded
+
+    def only(self, code: str) -> Project | None:
+        """The project narrowed to one institution (its records and its platform records)."""
+        chosen = tuple(i for i in self.institutions if i.code == code)
+        if not chosen:
+            return None
+        return replace(self, institutions=chosen, _records=None)
+
+    def institution(self, code: str) -> Institution | None:
+        return next((i for i in self.institutions if i.code == code), None)
+
+
+def display_path(path: Path, root: Path) -> str:
+    """The path as the user wrote it relative to the project, for error messages."""
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def load_project(config_path: Path, files: Sequence[Path] | None = None) -> Project:
+    """Load the platform and every declaration in ``zones/``.
+
+    With ``files``, problems are reported only for those files (and the platform file, which
+    every declaration depends on); files outside ``zones/`` are loaded too. Rules across files
+    (a domain claimed twice) always see every declaration, so checking one file cannot miss a
+    conflict with another.
+    """
+    root = config_path.parent
+    zones_dir = root / ZONES_DIR
+    problems: list[Problem] = []
+    platform = _load_platform(config_path, root, problems)
+    paths = sorted(zones_dir.glob("*.yaml")) if zones_dir.is_dir() else []
+    known = {p.resolve() for p in paths} | {config_path.resolve()}
+    paths.extend(f for f in files or () if f.resolve() not in known)
+    if not zones_dir.is_dir():
+        problems.append(
+            Problem(
+                "project.no-zones",
+                f"no {ZONES_DIR}/ directory beside {config_path.name}",
+                Origin(display_path(config_path, root)),
+                f"create {ZONES_DIR}/ with one <code>.yaml per institution",
+                Severity.WARNING,
+            )
+        )
+    institutions: list[Institution] = []
+    for path in paths:
+        inst = _load_institution(path, display_path(path, root), platform, problems)
+        if inst is not None:
+            institutions.append(inst)
+    problems.extend(rules.check_institutions(platform, institutions))
+    records = expand(platform, institutions)
+    problems.extend(rules.check_records(records))
+    if files:
+        shown = {display_path(f, root) for f in files} | {display_path(config_path, root)}
+        problems = [p for p in problems if p.origin.file in shown]
+    return Project(
+        config_path, root, zones_dir, platform, tuple(institutions), tuple(problems), records
+    )
+
+
+# --- platform --------------------------------------------------------------------------------
+
+
+def _empty_platform(origin: Origin) -> Platform:
+    return Platform(
+        name="",
+        spf_include="",
+        sending_ips=(),
+        dkim_zone="",
+        selectors=(),
+        return_path_mx="",
+        dmarc_rua=None,
+        default_target="",
+        targets=MappingProxyType({}),
+        platform_zones=MappingProxyType({}),
+        origin=origin,
+    )
+
+
+def _load_platform(path: Path, root: Path, problems: list[Problem]) -> Platform:
+    file = display_path(path, root)
+    if not path.exists():
+        problems.append(
+            Problem("config.missing", f"{path} does not exist", Origin(file),
+                    "run from the repository root or pass --config FILE")
+        )
+        return _empty_platform(Origin(file))
+    try:
+        doc = load(path, file)
+    except InvalidInput as exc:
+        problems.extend(exc.problems)
+        return _empty_platform(Origin(file))
+    found = schema.check("platform", doc)
+    if found:
+        problems.extend(found)
+        return _empty_platform(doc.where(()))
+    return _build_platform(doc, problems)
+
+
+def _name(doc: Document, path: PathKey, problems: list[Problem], code: str,
+          *, underscore: bool = False) -> str:
+    value = str(_get(doc.data, path))
+    try:
+        return normalize(value, allow_underscore=underscore)
+    except NameError_ as exc:
+        problems.append(Problem(code, f"{value!r}: {exc}", doc.where(path),
+                                "write a host name such as example.com"))
+        return value.lower().rstrip(".")
+
+
+def _get(data: Any, path: PathKey) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
+def _build_platform(doc: Document, problems: list[Problem]) -> Platform:
+    data = doc.data
+    p = data["platform"]
+    origin = doc.where(())
+    spf_include = _name(doc, ("platform", "spf_include"), problems, "platform.name",
+                        underscore=True)
+    dkim_zone = _name(doc, ("platform", "dkim", "zone"), problems, "platform.name")
+    mx = _name(doc, ("platform", "return_path_mx"), problems, "platform.name")
+    ips: list[str] = []
+    for i, ip in enumerate(p["sending_ips"]):
+        try:
+            ips.append(str(ipaddress.ip_network(str(ip), strict=True)).removesuffix("/32")
+                       .removesuffix("/128"))
+        except ValueError:
+            problems.append(Problem("platform.sending-ip", f"{ip!r} is not an IP address or network",
+                                    doc.where(("platform", "sending_ips", i)),
+                                    "write an IPv4 or IPv6 address such as 192.0.2.10"))
+    selectors = tuple(Selector(k, v) for k, v in p["dkim"]["selectors"].items())
+    targets = {
+        name: Target(name, cfg["class"], MappingProxyType({k: v for k, v in cfg.items()
+                                                            if k != "class"}),
+                     doc.where(("targets", name)))
+        for name, cfg in data["targets"].items()
+    }
+    default_target = data.get("default_target", schema.default("platform", "default_target"))
+    if default_target not in targets:
+        problems.append(Problem("target.unknown", f"default_target {default_target!r} is not a target",
+                                doc.where(("default_target",)),
+                                f"use one of: {', '.join(sorted(targets))}"))
+    zones: dict[str, str] = {}
+    for zone, cfg in (data.get("platform_zones") or {}).items():
+        zname = zone
+        try:
+            zname = normalize(zone)
+        except NameError_ as exc:
+            problems.append(Problem("platform.name", f"{zone!r}: {exc}",
+                                    doc.where_key(("platform_zones", zone))))
+        if cfg["target"] not in targets:
+            problems.append(Problem("target.unknown",
+                                    f"platform zone {zone} names target {cfg['target']!r}, "
+                                    "which is not in targets",
+                                    doc.where(("platform_zones", zone, "target")),
+                                    f"use one of: {', '.join(sorted(targets))}"))
+        zones[zname] = cfg["target"]
+    rua = p.get("dmarc_rua")
+    return Platform(
+        name=p["name"],
+        spf_include=spf_include,
+        sending_ips=tuple(ips),
+        dkim_zone=dkim_zone,
+        selectors=selectors,
+        return_path_mx=mx,
+        dmarc_rua=rua.lower() if rua else None,
+        default_target=default_target,
+        targets=MappingProxyType(targets),
+        platform_zones=MappingProxyType(zones),
+        ttl=int(p.get("ttl", schema.default("platform", "platform", "ttl"))),
+        origin=origin,
+    )
+
+
+# --- institutions ----------------------------------------------------------------------------
+
+
+def _load_institution(path: Path, file: str, platform: Platform,
+                      problems: list[Problem]) -> Institution | None:
+    try:
+        doc = load(path, file)
+    except InvalidInput as exc:
+        problems.extend(exc.problems)
+        return None
+    found = schema.check("institution", doc)
+    if found:
+        problems.extend(found)
+        return None
+    return build_institution(doc, path.stem if path.suffix == ".yaml" else path.name,
+                             platform, problems)
+
+
+def build_institution(doc: Document, stem: str, platform: Platform,
+                      problems: list[Problem]) -> Institution:
+    """An :class:`Institution` from a schema-valid document, with its per-file problems."""
+    data = doc.data
+    code = data["institution"]
+    if code != stem:
+        problems.append(Problem("institution.file-name",
+                                f"institution code {code!r} differs from the file name {stem!r}",
+                                doc.where(("institution",)),
+                                f"rename the file to zones/{code}.yaml or the code to {stem!r}"))
+    domains: list[Domain] = []
+    seen: dict[str, Origin] = {}
+    for key, spec in data["domains"].items():
+        key_origin = doc.where_key(("domains", key))
+        try:
+            name = normalize(key)
+        except NameError_ as exc:
+            problems.append(Problem("domain.invalid", f"domain {key!r}: {exc}", key_origin,
+                                    "write the sender domain, such as mosamuseum.com"))
+            continue
+        if name in seen:
+            problems.append(Problem("domain.duplicate",
+                                    f"domain {name} is declared twice (first at line "
+                                    f"{seen[name].line})", key_origin, "keep one"))
+            continue
+        seen[name] = key_origin
+        domains.append(_build_domain(doc, key, name, spec or {}, platform, problems))
+    return Institution(code, data["name"], data.get("contact"), tuple(domains), doc.where(()))
+
+
+def _build_domain(doc: Document, key: str, name: str, spec: dict[str, Any], platform: Platform,
+                  problems: list[Problem]) -> Domain:
+    base: PathKey = ("domains", key)
+    origin = doc.where_key(base)
+    d = schema.default
+    mode = DnsMode(spec.get("dns", d("institution", "domains", "x", "dns")))
+    zone = name
+    if "zone" in spec:
+        zone = _name(doc, (*base, "zone"), problems, "domain.zone")
+        if not is_within(name, zone):
+            problems.append(Problem("domain.zone", f"domain {name} is not inside zone {zone}",
+                                    doc.where((*base, "zone")),
+                                    f"use {name} or one of its parents as the zone"))
+            zone = name
+    target: str | None = None
+    if mode is DnsMode.EXTERNAL:
+        if "target" in spec:
+            problems.append(Problem("domain.target-external",
+                                    "an external domain has no target: its DNS administrator "
+                                    "publishes the records", doc.where_key((*base, "target")),
+                                    "remove 'target:' or set 'dns: managed'"))
+    else:
+        target = spec.get("target", platform.default_target)
+        if platform.targets and target not in platform.targets:
+            problems.append(Problem("target.unknown", f"target {target!r} is not in provisioner.yaml",
+                                    doc.where((*base, "target")) if "target" in spec else origin,
+                                    f"use one of: {', '.join(sorted(platform.targets))}"))
+    spf_spec = spec.get("spf") or {}
+    includes: list[str] = []
+    for i, inc in enumerate(spf_spec.get("include", [])):
+        try:
+            host = normalize(inc, allow_underscore=True)
+        except NameError_ as exc:
+            problems.append(Problem("spf.include-invalid", f"SPF include {inc!r}: {exc}",
+                                    doc.where((*base, "spf", "include", i)),
+                                    "write the host name only, such as _spf.google.com"))
+            continue
+        if host == platform.spf_include:
+            problems.append(Problem("spf.include-platform",
+                                    f"{host} is the platform's own include; it is always added",
+                                    doc.where((*base, "spf", "include", i)), "remove it",
+                                    Severity.WARNING))
+            continue
+        includes.append(host)
+    spf = SpfPolicy(tuple(includes), spf_spec.get("all", d("institution", "domains", "x", "spf",
+                                                            "all")))
+    lookups = len(includes) + 1
+    if lookups > MAX_SPF_LOOKUPS:
+        problems.append(Problem("spf.lookup-limit",
+                                f"the SPF record would need at least {lookups} DNS lookups, more "
+                                f"than RFC 7208's {MAX_SPF_LOOKUPS}",
+                                doc.where((*base, "spf", "include")),
+                                "drop includes the domain no longer sends through, or flatten "
+                                "them into ip4:/ip6: terms at the provider"))
+    dmarc = _build_dmarc(doc, (*base, "dmarc"), spec.get("dmarc") or {}, problems)
+    return_path = spec.get("return_path")
+    if return_path is not None:
+        try:
+            normalize(f"{return_path}.{name}")
+        except NameError_ as exc:
+            problems.append(Problem("domain.return-path", f"return_path: {exc}",
+                                    doc.where((*base, "return_path")), "use a shorter label"))
+        if dmarc.aspf == "s":
+            problems.append(Problem("dmarc.alignment-never-passes",
+                                    f"strict SPF alignment (aspf=s) never passes: mail leaves "
+                                    f"with envelope-from {return_path}.{name}, not {name}",
+                                    doc.where((*base, "dmarc", "alignment", "spf")),
+                                    "use relaxed SPF alignment, or rely on DKIM alignment",
+                                    Severity.WARNING))
+    ttl = int(spec.get("ttl", d("institution", "domains", "x", "ttl")))
+    dkim = bool(spec.get("dkim", d("institution", "domains", "x", "dkim")))
+    origins = {part: doc.where_key((*base, part)) for part in spec}
+    return Domain(name, zone, mode, target, ttl, spf, dkim, dmarc, return_path, origin,
+                  MappingProxyType(origins))
+
+
+def _build_dmarc(doc: Document, base: PathKey, spec: dict[str, Any],
+                 problems: list[Problem]) -> DmarcPolicy:
+    def uris(kind: str) -> tuple[str, ...]:
+        found: list[str] = []
+        for i, uri in enumerate(spec.get(kind, [])):
+            address = uri[len("mailto:"):]
+            local, _, host = address.partition("@")
+            host, bang, size = host.partition("!")
+            try:
+                host = normalize(host)
+            except NameError_ as exc:
+                problems.append(Problem("dmarc.uri", f"{kind} {uri!r}: {exc}",
+                                        doc.where((*base, kind, i)),
+                                        "write mailto:reports@example.com"))
+                continue
+            found.append(f"mailto:{local}@{host}{bang}{size}")
+        return tuple(found)
+
+    align = spec.get("alignment") or {}
+    letter = {"relaxed": "r", "strict": "s"}
+    return DmarcPolicy(
+        policy=spec.get("policy", schema.default("institution", "domains", "x", "dmarc", "policy")),
+        rua=uris("rua"),
+        ruf=uris("ruf"),
+        subdomain_policy=spec.get("subdomain_policy"),
+        adkim=letter[align["dkim"]] if "dkim" in align else None,
+        aspf=letter[align["spf"]] if "spf" in align else None,
+        percentage=spec.get("percentage"),
+        failure_reporting=spec.get("failure_reporting"),
+    )
+

@@ -1,0 +1,222 @@
+"""The product's values: the platform, institutions' declarations, and the records they expand to.
+
+All values are frozen and hold normalised data: names are lower-case A-labels without a trailing
+dot unless the field says "fqdn". Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+from typing import Any
+
+from provisioner.errors import Origin
+
+
+def _frozen(d: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(d or {}))
+
+
+# --- platform -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """An octoDNS provider, by name: ``class`` plus its keyword arguments."""
+
+    name: str
+    provider_class: str
+    options: Mapping[str, Any] = field(default_factory=_frozen)
+    origin: Origin = Origin("provisioner.yaml")
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """A DKIM selector in the customer's zone and the name pattern it points to in ours."""
+
+    name: str  # e.g. stxsel1
+    pattern: str  # e.g. sel1-{institution}
+
+    def target_label(self, institution: str) -> str:
+        return self.pattern.replace("{institution}", institution)
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    name: str
+    spf_include: str
+    sending_ips: tuple[str, ...]
+    dkim_zone: str
+    selectors: tuple[Selector, ...]
+    return_path_mx: str
+    dmarc_rua: str | None
+    default_target: str
+    targets: Mapping[str, Target]
+    platform_zones: Mapping[str, str]  # zone -> target name
+    ttl: int = 3600
+    origin: Origin = Origin("provisioner.yaml")
+    # DKIM public keys by selector label in the DKIM zone (e.g. "sel1-mosa" -> base64 DER).
+    # Filled by the key management once keys exist; empty means "no key records yet".
+    dkim_public_keys: Mapping[str, str] = field(default_factory=_frozen)
+
+    def platform_zone_of(self, name: str) -> str | None:
+        """The longest platform zone that holds ``name`` (or is it), if any."""
+        best: str | None = None
+        for zone in self.platform_zones:
+            if (name == zone or name.endswith("." + zone)) and (
+                best is None or len(zone) > len(best)
+            ):
+                best = zone
+        return best
+
+
+# --- declarations ---------------------------------------------------------------------------
+
+
+class DnsMode(str, Enum):
+    MANAGED = "managed"
+    EXTERNAL = "external"
+
+
+@dataclass(frozen=True, slots=True)
+class SpfPolicy:
+    include: tuple[str, ...] = ()
+    all: str = "softfail"  # softfail | fail
+
+    @property
+    def all_term(self) -> str:
+        return "-all" if self.all == "fail" else "~all"
+
+
+@dataclass(frozen=True, slots=True)
+class DmarcPolicy:
+    policy: str = "none"
+    rua: tuple[str, ...] = ()
+    ruf: tuple[str, ...] = ()
+    subdomain_policy: str | None = None
+    adkim: str | None = None  # "r" | "s"
+    aspf: str | None = None  # "r" | "s"
+    percentage: int | None = None
+    failure_reporting: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    name: str  # the sender domain, A-label, lower-case, no trailing dot
+    zone: str  # the zone holding it (== name or a parent)
+    dns: DnsMode
+    target: str | None  # managed only
+    ttl: int
+    spf: SpfPolicy
+    dkim: bool
+    dmarc: DmarcPolicy
+    return_path: str | None
+    origin: Origin
+    # Origins of the declaration's parts, for errors found after loading (e.g. "spf", "dmarc").
+    origins: Mapping[str, Origin] = field(default_factory=_frozen)
+
+    @property
+    def relative_name(self) -> str:
+        """The domain relative to its zone: ``""`` at the apex."""
+        return relative(self.name, self.zone)
+
+    def origin_of(self, part: str) -> Origin:
+        return self.origins.get(part, self.origin)
+
+
+@dataclass(frozen=True, slots=True)
+class Institution:
+    code: str
+    name: str
+    contact: str | None
+    domains: tuple[Domain, ...]
+    origin: Origin
+
+
+# --- records --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class MxValue:
+    preference: int
+    exchange: str  # fqdn, with the trailing dot
+
+    def __str__(self) -> str:
+        return f"{self.preference} {self.exchange}"
+
+
+RecordValue = str | MxValue
+
+
+class Role(str, Enum):
+    """Why a record exists: drives ownership and verification."""
+
+    SPF = "spf"
+    DKIM = "dkim"
+    DMARC = "dmarc"
+    RETURN_PATH_MX = "return_path_mx"
+    RETURN_PATH_SPF = "return_path_spf"
+    DKIM_KEY = "dkim_key"
+    DMARC_REPORT_AUTH = "dmarc_report_auth"
+    PLATFORM_SPF = "platform_spf"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One expanded record set. ``zone`` ends with a dot; ``name`` is relative (``""`` = apex).
+
+    ``managed`` is False for domains an institution publishes itself (``dns: external``); those
+    records are never written by a target, only explained and verified.
+    """
+
+    zone: str
+    name: str
+    type: str
+    ttl: int
+    values: tuple[RecordValue, ...]
+    role: Role
+    origin: Origin
+    institution: str | None = None  # None for platform records
+    domain: str | None = None
+    target: str | None = None  # target name; None when external
+    managed: bool = True
+
+    @property
+    def fqdn(self) -> str:
+        return f"{self.name}.{self.zone}" if self.name else self.zone
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.zone, self.name, self.type)
+
+    def to_json(self) -> dict[str, Any]:
+        values: list[Any] = [
+            {"preference": v.preference, "exchange": v.exchange} if isinstance(v, MxValue) else v
+            for v in self.values
+        ]
+        return {
+            "zone": self.zone,
+            "name": self.name,
+            "type": self.type,
+            "ttl": self.ttl,
+            "values": values,
+        }
+
+
+def relative(name: str, zone: str) -> str:
+    """``name`` relative to ``zone`` (both without trailing dots); ``""`` at the apex."""
+    name = name.rstrip(".")
+    zone = zone.rstrip(".")
+    if name == zone:
+        return ""
+    if not name.endswith("." + zone):
+        raise ValueError(f"{name} is not inside {zone}")
+    return name[: -len(zone) - 1]
+
+
+def is_within(name: str, zone: str) -> bool:
+    name = name.rstrip(".")
+    zone = zone.rstrip(".")
+    return name == zone or name.endswith("." + zone)

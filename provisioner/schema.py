@@ -1,0 +1,152 @@
+"""JSON Schema checks of the two file kinds, with located, readable problems.
+
+``schemas/*.json`` are the single source of truth for structure (editors use them too). Valid
+documents, the common case at thousands of files, are checked by jsonschema-rs (compiled, about
+fifty times faster); only an invalid one goes through the Python ``jsonschema`` package, whose
+errors carry the failing keyword and value we need to write a precise message.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import jsonschema_rs
+
+from provisioner.errors import Problem
+from provisioner.yamlload import Document
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+
+@cache
+def schema(name: str) -> dict[str, Any]:
+    """Load ``schemas/<name>.schema.json`` (from the checkout, else from the installed package)."""
+    path = SCHEMA_DIR / f"{name}.schema.json"
+    if path.exists():
+        text = path.read_text(encoding="utf-8")
+    else:  # installed as a wheel: schemas are shipped as package data
+        text = resources.files("provisioner").joinpath(f"schemas/{name}.schema.json").read_text()
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+@cache
+def _fast(name: str) -> Any:
+    return jsonschema_rs.validator_for(schema(name))
+
+
+@cache
+def _slow(name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(schema(name))
+
+
+def default(name: str, *path: str) -> Any:
+    """The ``default`` the schema gives at a path of property names (``$ref`` followed)."""
+    root = schema(name)
+    node: dict[str, Any] = root
+    for part in path:
+        node = _deref(root, node)
+        if "properties" in node and part in node["properties"]:
+            node = node["properties"][part]
+        else:
+            node = node["additionalProperties"]
+    return _deref(root, node).get("default")
+
+
+def _deref(root: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        ref = node["$ref"].removeprefix("#/")
+        target: Any = root
+        for part in ref.split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def check(name: str, doc: Document) -> list[Problem]:
+    """Every schema problem of ``doc``, each at the key or value it concerns."""
+    if _fast(name).is_valid(doc.data):
+        return []
+    found = [_describe(doc, e) for e in _slow(name).iter_errors(doc.data)]
+    return sorted(found, key=lambda p: (p.origin.line, p.origin.column, p.code))
+
+
+def _describe(doc: Document, error: jsonschema.ValidationError) -> Problem:
+    path = tuple(error.absolute_path)
+    where = ".".join(str(p) for p in path) or "the top level"
+    kind = error.validator
+    value = error.validator_value
+    inst = error.instance
+    if kind == "additionalProperties" and isinstance(inst, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = [k for k in inst if k not in allowed]
+        key = extra[0] if extra else ""
+        return Problem(
+            "schema.unknown-key",
+            f"unknown key {key!r} in {where}",
+            doc.where_key((*path, key)),
+            f"use one of: {', '.join(allowed)}" if allowed else "remove it",
+        )
+    origin = doc.where_key(path) if kind in {"required", "minProperties"} else doc.where(path)
+    message, hint = _message(kind, value, inst, where)
+    return Problem(f"schema.{kind}", message, origin, hint)
+
+
+def _message(kind: Any, value: Any, inst: Any, where: str) -> tuple[str, str]:
+    shown = json.dumps(inst) if not isinstance(inst, (dict, list)) else type(inst).__name__
+    if kind == "required":
+        missing = [k for k in value if k not in inst]
+        return f"{where} lacks the key {missing[0]!r}", f"add '{missing[0]}:'"
+    if kind == "enum":
+        return f"{where} is {shown}", "use one of: " + ", ".join(str(v) for v in value)
+    if kind == "type":
+        want = value if isinstance(value, str) else " or ".join(value)
+        return f"{where} is {_type_name(inst)}, not {want}", f"write a {want} here"
+    if kind == "pattern":
+        return f"{where} {shown} is not of the expected form", _pattern_hint(where)
+    if kind in {"minimum", "maximum"}:
+        return f"{where} is {shown}, {'below' if kind == 'minimum' else 'above'} {value}", (
+            f"use a value {'>=' if kind == 'minimum' else '<='} {value}"
+        )
+    if kind in {"minLength", "minItems", "minProperties"}:
+        return f"{where} is empty or too short", f"give at least {value}"
+    if kind in {"maxLength", "maxItems"}:
+        return f"{where} is too long", f"at most {value}"
+    if kind == "uniqueItems":
+        return f"{where} lists the same value twice", "remove the repeated value"
+    return f"{where}: {kind} {value!r} not met by {shown}", ""
+
+
+def _type_name(inst: Any) -> str:
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "empty",
+    }.get(type(inst), type(inst).__name__)
+
+
+def _pattern_hint(where: str) -> str:
+    last = where.rsplit(".", 1)[-1]
+    hints = {
+        "institution": "lower-case letters, digits and inner hyphens, at most 32",
+        "rua": "write mailto:address@example.com",
+        "ruf": "write mailto:address@example.com",
+        "dmarc_rua": "write mailto:address@example.com",
+        "failure_reporting": "0, 1, d or s, separated by colons",
+        "return_path": "a lower-case label such as 'mail' or 'bounce.news'",
+        "contact": "an e-mail address",
+        "class": "a dotted Python path such as octodns_route53.Route53Provider",
+    }
+    if last.isdigit():
+        last = where.rsplit(".", 2)[-2]
+    return hints.get(last, "a host name such as _spf.example.com: letters, digits, - and _")
+
