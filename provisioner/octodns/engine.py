@@ -1,0 +1,330 @@
+"""Plan and apply: the product's records through octoDNS providers, zone by zone.
+
+Built from octoDNS's parts rather than its Manager, which reads its config from a file, prints
+plans itself and keeps no result a caller can render. The steps per zone are the Manager's
+(populate the source, process, ``provider.plan`` with the processors, ``process_plan``), and
+the checksum is computed as ``octodns-sync`` computes it (sha256 of the JSON of the plans' data),
+so a reviewed plan's checksum gates its apply (``apply --checksum``).
+
+Zones the declarations no longer mention but whose ownership marker says the product wrote them
+("orphans": an institution file was removed) are found with the target's ``list_zones()`` and
+planned with nothing desired, which removes exactly what the marker lists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from octodns.record import Record as OctoRecord  # type: ignore[import-untyped,unused-ignore]
+from octodns.zone import Zone  # type: ignore[import-untyped,unused-ignore]
+
+from provisioner.errors import Origin, Problem, Severity
+from provisioner.model import Platform, Record
+from provisioner.octodns.convert import plain_values
+from provisioner.octodns.guard import Guard, GuardedPlan, check
+from provisioner.octodns.ownership import Ownership, claim_of
+from provisioner.octodns.source import ProvisionerSource
+from provisioner.octodns.targets import build_provider
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One record set's change: ``action`` is create, update or delete."""
+
+    action: str
+    zone: str
+    name: str
+    type: str
+    before_ttl: int | None
+    before: tuple[Any, ...]
+    after_ttl: int | None
+    after: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ZonePlan:
+    zone: str
+    target: str
+    exists: bool
+    changes: tuple[Change, ...]
+    violations: tuple[str, ...] = ()  # what apply refuses without --force
+    orphan: bool = False  # no declaration left: removing what the product owned
+
+
+@dataclass(frozen=True, slots=True)
+class Awaiting:
+    """A ``dns: external`` domain: records its institution publishes, never written by us."""
+
+    institution: str
+    domain: str
+    records: tuple[Record, ...]
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    zones: tuple[ZonePlan, ...]
+    awaiting: tuple[Awaiting, ...]
+    problems: tuple[Problem, ...]
+    checksum: str | None
+    # The octoDNS plans, for apply; not part of the value's meaning.
+    octodns_plans: tuple[tuple[Any, Any], ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.is_error for p in self.problems)
+
+    @property
+    def has_changes(self) -> bool:
+        return any(z.changes for z in self.zones)
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    applied: tuple[tuple[str, str, int], ...]  # zone, target, changes
+    problems: tuple[Problem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.is_error for p in self.problems)
+
+
+def checksum_of(plans: Iterable[Any]) -> str | None:
+    """octodns-sync's checksum: sha256 over the JSON of each plan's data, in plan order."""
+    data = [p.data for p in plans]
+    if not data:
+        return None
+    return hashlib.sha256(json.dumps(data).encode("utf-8")).hexdigest()
+
+
+def _changes(zone: str, plan: Any) -> tuple[Change, ...]:
+    out = []
+    for c in plan.changes:
+        old, new = c.existing, c.new
+        out.append(Change(
+            c.__class__.__name__.lower(), zone, c.record.name, c.record._type,
+            old.ttl if old else None, plain_values(old) if old else (),
+            new.ttl if new else None, plain_values(new) if new else (),
+        ))
+    return tuple(out)
+
+
+def _problem(code: str, message: str, origin: Origin) -> Problem:
+    return Problem(code, " ".join(message.split()), origin)
+
+
+def _sub_zones(zone: str, zones: Iterable[str]) -> set[str]:
+    suffix = "." + zone
+    return {z[: -len(suffix)] for z in zones if z.endswith(suffix)}
+
+
+@dataclass
+class _Planner:
+    platform: Platform
+    root: Path
+    source: ProvisionerSource
+    ownership: Ownership
+    guard: Guard
+    all_zones: set[str]
+
+    def plan_zone(self, zone_name: str, provider: Any) -> Any:
+        """The octoDNS plan (None: no changes) for one zone on one provider, as the Manager."""
+        zone = Zone(zone_name, _sub_zones(zone_name, self.all_zones))
+        self.source.populate(zone)
+        zone.validate()
+        processors: list[Any] = [self.ownership, self.guard]
+        plan = provider.plan(zone, processors=processors)
+        for processor in processors:
+            plan = processor.process_plan(plan, sources=[self.source], target=provider)
+        return plan
+
+
+def zone_targets(records: Iterable[Record], platform: Platform) -> tuple[dict[str, str],
+                                                                          list[Problem]]:
+    """Each managed zone's target; a zone claimed by two targets is an error at its records."""
+    chosen: dict[str, str] = {}
+    first: dict[str, Record] = {}
+    problems: list[Problem] = []
+    for r in records:
+        if not r.managed:
+            continue
+        target = r.target or platform.platform_zones.get(r.zone.rstrip(".")) or \
+            platform.default_target
+        if r.zone in chosen and chosen[r.zone] != target:
+            problems.append(_problem(
+                "plan.zone-targets", f"zone {r.zone} is written to target {target} here and to "
+                f"{chosen[r.zone]} at {first[r.zone].origin}: one zone, one target", r.origin))
+            continue
+        chosen.setdefault(r.zone, target)
+        first.setdefault(r.zone, r)
+    return chosen, problems
+
+
+def plan(
+    records: Sequence[Record],
+    platform: Platform,
+    root: Path,
+    *,
+    only_target: str | None = None,
+    only_zones: Iterable[str] | None = None,
+    find_orphans: bool = True,
+    workers: int = 4,
+) -> PlanResult:
+    """What apply would change, per zone, plus the external domains awaiting publication.
+
+    ``only_zones`` narrows to those zones (``--institution``); orphans are then not looked for,
+    since every other institution's zone would look like one. Target or zone failures become
+    problems naming the target; nothing raises for a user's mistake.
+    """
+    _enable_validators()
+    targets_of, problems = zone_targets(records, platform)
+    if only_zones is not None:
+        wanted = set(only_zones)
+        targets_of = {z: t for z, t in targets_of.items() if z in wanted}
+        find_orphans = False
+    if only_target is not None:
+        targets_of = {z: t for z, t in targets_of.items() if t == only_target}
+    providers: dict[str, Any] = {}
+    for name in sorted(set(targets_of.values()) | ({only_target} if only_target else set())):
+        target = platform.targets.get(name)
+        if target is None:
+            problems.append(_problem("plan.target-unknown", f"no target {name!r} in "
+                                     "provisioner.yaml targets", platform.origin))
+            continue
+        try:
+            providers[name] = build_provider(target, root)
+        except Exception as exc:  # InvalidInput carries located problems
+            problems.extend(getattr(exc, "problems", ()) or
+                            [_problem("target.init", str(exc), target.origin)])
+    source = ProvisionerSource("provisioner", records=records, platform=platform)
+    create_zones = [z + "." for z in platform.platform_zones]
+    planner = _Planner(platform, root, source, Ownership("ownership"),
+                       Guard("guard", create_zones=create_zones), set(targets_of))
+    jobs = [(z, t, False) for z, t in sorted(targets_of.items()) if t in providers]
+    if find_orphans:
+        jobs += [(z, t, True) for z, t in _orphan_candidates(providers, set(targets_of))]
+
+    def run(job: tuple[str, str, bool]) -> tuple[tuple[str, str, bool], Any, Exception | None]:
+        try:
+            return (job, planner.plan_zone(job[0], providers[job[1]]), None)
+        except Exception as error:  # a target down, a zone missing: one located line each
+            return (job, None, error)
+
+    results = _map(run, jobs, workers)
+    zone_plans: list[ZonePlan] = []
+    octo: list[tuple[Any, Any]] = []
+    for job, octo_plan, failure in results:
+        zone_name, target_name, orphan = job
+        target = platform.targets[target_name]
+        if failure is not None:
+            problems.append(_problem("plan.target-error", f"{zone_name} on {target_name}: "
+                                     f"{type(failure).__name__}: {failure}", target.origin))
+            continue
+        if orphan and (octo_plan is None or not claim_of(octo_plan.existing).pairs):
+            continue
+        notes = planner.ownership.notes.by_zone.pop(zone_name, [])
+        problems.extend(notes)
+        if octo_plan is None:
+            zone_plans.append(ZonePlan(zone_name, target_name, True, ()))
+            continue
+        violations = octo_plan.violations if isinstance(octo_plan, GuardedPlan) else \
+            check(octo_plan)
+        zone_plans.append(ZonePlan(zone_name, target_name, bool(octo_plan.exists),
+                                   _changes(zone_name, octo_plan), violations, orphan))
+        octo.append((providers[target_name], octo_plan))
+    for zp in zone_plans:
+        for v in zp.violations:
+            problems.append(Problem("plan.needs-force", f"{zp.zone} on {zp.target}: {v}",
+                                    platform.targets[zp.target].origin,
+                                    severity=Severity.WARNING))
+    return PlanResult(tuple(zone_plans), _awaiting(records), tuple(problems),
+                      checksum_of(p for _, p in octo), tuple(octo))
+
+
+def apply(
+    planned: PlanResult,
+    *,
+    checksum: str | None = None,
+    force: bool = False,
+    on_applied: Callable[[str, str, int], None] | None = None,
+) -> ApplyResult:
+    """Apply a plan; nothing is written when the checksum differs or the guard refuses.
+
+    Zones are independent, so a zone that fails (its target unreachable) does not stop the
+    others; re-running apply converges, since each plan is recomputed from the live state.
+    """
+    problems: list[Problem] = []
+    if not planned.ok:
+        return ApplyResult((), planned.problems)
+    if checksum is not None and checksum != planned.checksum:
+        return ApplyResult((), (_problem(
+            "apply.checksum", f"the plan changed since it was reviewed: checksum {checksum} "
+            f"given, {planned.checksum} computed; review the new plan", Origin("--checksum")),))
+    if not force:
+        for _, octo_plan in planned.octodns_plans:
+            try:
+                octo_plan.raise_if_unsafe()
+            except Exception as exc:  # UnsafePlan and its kin: refuse everything
+                problems.append(_problem("apply.unsafe", str(exc), Origin("apply")))
+        if problems:
+            return ApplyResult((), tuple(problems))
+    applied: list[tuple[str, str, int]] = []
+    for provider, octo_plan in planned.octodns_plans:
+        zone = octo_plan.desired.name
+        try:
+            count = int(provider.apply(octo_plan))
+        except Exception as exc:
+            problems.append(_problem("apply.target-error", f"{zone} on {provider.id}: "
+                                     f"{type(exc).__name__}: {exc} (apply again to converge)",
+                                     Origin("apply")))
+            continue
+        applied.append((zone, provider.id, count))
+        if on_applied is not None:
+            on_applied(zone, provider.id, count)
+    return ApplyResult(tuple(applied), tuple(problems))
+
+
+def _enable_validators() -> None:
+    # What octoDNS's Manager enables by default; without it octoDNS warns and enables it anyway.
+    OctoRecord.enable_validators(("legacy",))
+    Zone.enable_zone_validators(("legacy",))
+
+
+def _orphan_candidates(providers: dict[str, Any], planned: set[str]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for name, provider in sorted(providers.items()):
+        lister = getattr(provider, "list_zones", None)
+        if lister is None:
+            continue
+        try:
+            listed = lister()
+        except Exception as exc:  # a missing build/ directory lists nothing
+            log.info("list_zones on %s: %s", name, exc)
+            continue
+        out += [(z, name) for z in sorted(listed) if z not in planned]
+    return out
+
+
+def _awaiting(records: Iterable[Record]) -> tuple[Awaiting, ...]:
+    grouped: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    for r in records:
+        if not r.managed:
+            grouped[(r.institution or "", r.domain or r.zone.rstrip("."))].append(r)
+    return tuple(Awaiting(i, d, tuple(rs)) for (i, d), rs in sorted(grouped.items()))
+
+
+def _map(fn: Callable[[Any], Any], jobs: list[Any], workers: int) -> list[Any]:
+    if workers <= 1 or len(jobs) <= 1:
+        return [fn(j) for j in jobs]
+    # octoDNS providers are I/O-bound (one HTTP round trip or file read per zone).
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, jobs))
