@@ -146,8 +146,12 @@ def _load_platform(path: Path, root: Path, problems: list[Problem]) -> Platform:
     file = display_path(path, root)
     if not path.exists():
         problems.append(
-            Problem("config.missing", f"{path} does not exist", Origin(file),
-                    "run from the repository root or pass --config FILE")
+            Problem(
+                "config.missing",
+                f"{path} does not exist",
+                Origin(file),
+                "run from the repository root or pass --config FILE",
+            )
         )
         return _empty_platform(Origin(file))
     try:
@@ -162,14 +166,18 @@ def _load_platform(path: Path, root: Path, problems: list[Problem]) -> Platform:
     return _build_platform(doc, problems)
 
 
-def _name(doc: Document, path: PathKey, problems: list[Problem], code: str,
-          *, underscore: bool = False) -> str:
+def _name(
+    doc: Document, path: PathKey, problems: list[Problem], code: str, *, underscore: bool = False
+) -> str:
     value = str(_get(doc.data, path))
     try:
         return normalize(value, allow_underscore=underscore)
     except NameError_ as exc:
-        problems.append(Problem(code, f"{value!r}: {exc}", doc.where(path),
-                                "write a host name such as example.com"))
+        problems.append(
+            Problem(
+                code, f"{value!r}: {exc}", doc.where(path), "write a host name such as example.com"
+            )
+        )
         return value.lower().rstrip(".")
 
 
@@ -183,45 +191,68 @@ def _build_platform(doc: Document, problems: list[Problem]) -> Platform:
     data = doc.data
     p = data["platform"]
     origin = doc.where(())
-    spf_include = _name(doc, ("platform", "spf_include"), problems, "platform.name",
-                        underscore=True)
+    spf_include = _name(
+        doc, ("platform", "spf_include"), problems, "platform.name", underscore=True
+    )
     dkim_zone = _name(doc, ("platform", "dkim", "zone"), problems, "platform.name")
     mx = _name(doc, ("platform", "return_path_mx"), problems, "platform.name")
     ips: list[str] = []
     for i, ip in enumerate(p["sending_ips"]):
         try:
-            ips.append(str(ipaddress.ip_network(str(ip), strict=True)).removesuffix("/32")
-                       .removesuffix("/128"))
+            ips.append(
+                str(ipaddress.ip_network(str(ip), strict=True))
+                .removesuffix("/32")
+                .removesuffix("/128")
+            )
         except ValueError:
-            problems.append(Problem("platform.sending-ip", f"{ip!r} is not an IP address or network",
-                                    doc.where(("platform", "sending_ips", i)),
-                                    "write an IPv4 or IPv6 address such as 192.0.2.10"))
+            problems.append(
+                Problem(
+                    "platform.sending-ip",
+                    f"{ip!r} is not an IP address or network",
+                    doc.where(("platform", "sending_ips", i)),
+                    "write an IPv4 or IPv6 address such as 192.0.2.10",
+                )
+            )
     selectors = tuple(Selector(k, v) for k, v in p["dkim"]["selectors"].items())
     targets = {
-        name: Target(name, cfg["class"], MappingProxyType({k: v for k, v in cfg.items()
-                                                            if k != "class"}),
-                     doc.where(("targets", name)))
+        name: Target(
+            name,
+            cfg["class"],
+            MappingProxyType({k: v for k, v in cfg.items() if k != "class"}),
+            doc.where(("targets", name)),
+        )
         for name, cfg in data["targets"].items()
     }
     default_target = data.get("default_target", schema.default("platform", "default_target"))
     if default_target not in targets:
-        problems.append(Problem("target.unknown", f"default_target {default_target!r} is not a target",
-                                doc.where(("default_target",)),
-                                f"use one of: {', '.join(sorted(targets))}"))
+        problems.append(
+            Problem(
+                "target.unknown",
+                f"default_target {default_target!r} is not a target",
+                doc.where(("default_target",)),
+                f"use one of: {', '.join(sorted(targets))}",
+            )
+        )
     zones: dict[str, str] = {}
     for zone, cfg in (data.get("platform_zones") or {}).items():
         zname = zone
         try:
             zname = normalize(zone)
         except NameError_ as exc:
-            problems.append(Problem("platform.name", f"{zone!r}: {exc}",
-                                    doc.where_key(("platform_zones", zone))))
+            problems.append(
+                Problem(
+                    "platform.name", f"{zone!r}: {exc}", doc.where_key(("platform_zones", zone))
+                )
+            )
         if cfg["target"] not in targets:
-            problems.append(Problem("target.unknown",
-                                    f"platform zone {zone} names target {cfg['target']!r}, "
-                                    "which is not in targets",
-                                    doc.where(("platform_zones", zone, "target")),
-                                    f"use one of: {', '.join(sorted(targets))}"))
+            problems.append(
+                Problem(
+                    "target.unknown",
+                    f"platform zone {zone} names target {cfg['target']!r}, which is not in targets",
+                    doc.where(("platform_zones", zone, "target")),
+                    f"use one of: {', '.join(sorted(targets))}",
+                )
+            )
         zones[zname] = cfg["target"]
     rua = p.get("dmarc_rua")
     return Platform(
@@ -243,8 +274,9 @@ def _build_platform(doc: Document, problems: list[Problem]) -> Platform:
 # --- institutions ----------------------------------------------------------------------------
 
 
-def _load_institution(path: Path, file: str, platform: Platform,
-                      problems: list[Problem]) -> Institution | None:
+def _load_institution(
+    path: Path, file: str, platform: Platform, problems: list[Problem]
+) -> Institution | None:
     try:
         doc = load(path, file)
     except InvalidInput as exc:
@@ -254,20 +286,26 @@ def _load_institution(path: Path, file: str, platform: Platform,
     if found:
         problems.extend(found)
         return None
-    return build_institution(doc, path.stem if path.suffix == ".yaml" else path.name,
-                             platform, problems)
+    return build_institution(
+        doc, path.stem if path.suffix == ".yaml" else path.name, platform, problems
+    )
 
 
-def build_institution(doc: Document, stem: str, platform: Platform,
-                      problems: list[Problem]) -> Institution:
+def build_institution(
+    doc: Document, stem: str, platform: Platform, problems: list[Problem]
+) -> Institution:
     """An :class:`Institution` from a schema-valid document, with its per-file problems."""
     data = doc.data
     code = data["institution"]
     if code != stem:
-        problems.append(Problem("institution.file-name",
-                                f"institution code {code!r} differs from the file name {stem!r}",
-                                doc.where(("institution",)),
-                                f"rename the file to zones/{code}.yaml or the code to {stem!r}"))
+        problems.append(
+            Problem(
+                "institution.file-name",
+                f"institution code {code!r} differs from the file name {stem!r}",
+                doc.where(("institution",)),
+                f"rename the file to zones/{code}.yaml or the code to {stem!r}",
+            )
+        )
     domains: list[Domain] = []
     seen: dict[str, Origin] = {}
     for key, spec in data["domains"].items():
@@ -275,21 +313,38 @@ def build_institution(doc: Document, stem: str, platform: Platform,
         try:
             name = normalize(key)
         except NameError_ as exc:
-            problems.append(Problem("domain.invalid", f"domain {key!r}: {exc}", key_origin,
-                                    "write the sender domain, such as mosamuseum.com"))
+            problems.append(
+                Problem(
+                    "domain.invalid",
+                    f"domain {key!r}: {exc}",
+                    key_origin,
+                    "write the sender domain, such as mosamuseum.com",
+                )
+            )
             continue
         if name in seen:
-            problems.append(Problem("domain.duplicate",
-                                    f"domain {name} is declared twice (first at line "
-                                    f"{seen[name].line})", key_origin, "keep one"))
+            problems.append(
+                Problem(
+                    "domain.duplicate",
+                    f"domain {name} is declared twice (first at line {seen[name].line})",
+                    key_origin,
+                    "keep one",
+                )
+            )
             continue
         seen[name] = key_origin
         domains.append(_build_domain(doc, key, name, spec or {}, platform, problems))
     return Institution(code, data["name"], data.get("contact"), tuple(domains), doc.where(()))
 
 
-def _build_domain(doc: Document, key: str, name: str, spec: dict[str, Any], platform: Platform,
-                  problems: list[Problem]) -> Domain:
+def _build_domain(
+    doc: Document,
+    key: str,
+    name: str,
+    spec: dict[str, Any],
+    platform: Platform,
+    problems: list[Problem],
+) -> Domain:
     base: PathKey = ("domains", key)
     origin = doc.where_key(base)
     d = schema.default
@@ -298,86 +353,142 @@ def _build_domain(doc: Document, key: str, name: str, spec: dict[str, Any], plat
     if "zone" in spec:
         zone = _name(doc, (*base, "zone"), problems, "domain.zone")
         if not is_within(name, zone):
-            problems.append(Problem("domain.zone", f"domain {name} is not inside zone {zone}",
-                                    doc.where((*base, "zone")),
-                                    f"use {name} or one of its parents as the zone"))
+            problems.append(
+                Problem(
+                    "domain.zone",
+                    f"domain {name} is not inside zone {zone}",
+                    doc.where((*base, "zone")),
+                    f"use {name} or one of its parents as the zone",
+                )
+            )
             zone = name
     target: str | None = None
     if mode is DnsMode.EXTERNAL:
         if "target" in spec:
-            problems.append(Problem("domain.target-external",
-                                    "an external domain has no target: its DNS administrator "
-                                    "publishes the records", doc.where_key((*base, "target")),
-                                    "remove 'target:' or set 'dns: managed'"))
+            problems.append(
+                Problem(
+                    "domain.target-external",
+                    "an external domain has no target: its DNS administrator publishes the records",
+                    doc.where_key((*base, "target")),
+                    "remove 'target:' or set 'dns: managed'",
+                )
+            )
     else:
         target = spec.get("target", platform.default_target)
         if platform.targets and target not in platform.targets:
-            problems.append(Problem("target.unknown", f"target {target!r} is not in provisioner.yaml",
-                                    doc.where((*base, "target")) if "target" in spec else origin,
-                                    f"use one of: {', '.join(sorted(platform.targets))}"))
+            problems.append(
+                Problem(
+                    "target.unknown",
+                    f"target {target!r} is not in provisioner.yaml",
+                    doc.where((*base, "target")) if "target" in spec else origin,
+                    f"use one of: {', '.join(sorted(platform.targets))}",
+                )
+            )
     spf_spec = spec.get("spf") or {}
     includes: list[str] = []
     for i, inc in enumerate(spf_spec.get("include", [])):
         try:
             host = normalize(inc, allow_underscore=True)
         except NameError_ as exc:
-            problems.append(Problem("spf.include-invalid", f"SPF include {inc!r}: {exc}",
-                                    doc.where((*base, "spf", "include", i)),
-                                    "write the host name only, such as _spf.google.com"))
+            problems.append(
+                Problem(
+                    "spf.include-invalid",
+                    f"SPF include {inc!r}: {exc}",
+                    doc.where((*base, "spf", "include", i)),
+                    "write the host name only, such as _spf.google.com",
+                )
+            )
             continue
         if host == platform.spf_include:
-            problems.append(Problem("spf.include-platform",
-                                    f"{host} is the platform's own include; it is always added",
-                                    doc.where((*base, "spf", "include", i)), "remove it",
-                                    Severity.WARNING))
+            problems.append(
+                Problem(
+                    "spf.include-platform",
+                    f"{host} is the platform's own include; it is always added",
+                    doc.where((*base, "spf", "include", i)),
+                    "remove it",
+                    Severity.WARNING,
+                )
+            )
             continue
         includes.append(host)
-    spf = SpfPolicy(tuple(includes), spf_spec.get("all", d("institution", "domains", "x", "spf",
-                                                            "all")))
+    spf = SpfPolicy(
+        tuple(includes), spf_spec.get("all", d("institution", "domains", "x", "spf", "all"))
+    )
     lookups = len(includes) + 1
     if lookups > MAX_SPF_LOOKUPS:
-        problems.append(Problem("spf.lookup-limit",
-                                f"the SPF record would need at least {lookups} DNS lookups, more "
-                                f"than RFC 7208's {MAX_SPF_LOOKUPS}",
-                                doc.where((*base, "spf", "include")),
-                                "drop includes the domain no longer sends through, or flatten "
-                                "them into ip4:/ip6: terms at the provider"))
+        problems.append(
+            Problem(
+                "spf.lookup-limit",
+                f"the SPF record would need at least {lookups} DNS lookups, more "
+                f"than RFC 7208's {MAX_SPF_LOOKUPS}",
+                doc.where((*base, "spf", "include")),
+                "drop includes the domain no longer sends through, or flatten "
+                "them into ip4:/ip6: terms at the provider",
+            )
+        )
     dmarc = _build_dmarc(doc, (*base, "dmarc"), spec.get("dmarc") or {}, problems)
     return_path = spec.get("return_path")
     if return_path is not None:
         try:
             normalize(f"{return_path}.{name}")
         except NameError_ as exc:
-            problems.append(Problem("domain.return-path", f"return_path: {exc}",
-                                    doc.where((*base, "return_path")), "use a shorter label"))
+            problems.append(
+                Problem(
+                    "domain.return-path",
+                    f"return_path: {exc}",
+                    doc.where((*base, "return_path")),
+                    "use a shorter label",
+                )
+            )
         if dmarc.aspf == "s":
-            problems.append(Problem("dmarc.alignment-never-passes",
-                                    f"strict SPF alignment (aspf=s) never passes: mail leaves "
-                                    f"with envelope-from {return_path}.{name}, not {name}",
-                                    doc.where((*base, "dmarc", "alignment", "spf")),
-                                    "use relaxed SPF alignment, or rely on DKIM alignment",
-                                    Severity.WARNING))
+            problems.append(
+                Problem(
+                    "dmarc.alignment-never-passes",
+                    f"strict SPF alignment (aspf=s) never passes: mail leaves "
+                    f"with envelope-from {return_path}.{name}, not {name}",
+                    doc.where((*base, "dmarc", "alignment", "spf")),
+                    "use relaxed SPF alignment, or rely on DKIM alignment",
+                    Severity.WARNING,
+                )
+            )
     ttl = int(spec.get("ttl", d("institution", "domains", "x", "ttl")))
     dkim = bool(spec.get("dkim", d("institution", "domains", "x", "dkim")))
     origins = {part: doc.where_key((*base, part)) for part in spec}
-    return Domain(name, zone, mode, target, ttl, spf, dkim, dmarc, return_path, origin,
-                  MappingProxyType(origins))
+    return Domain(
+        name,
+        zone,
+        mode,
+        target,
+        ttl,
+        spf,
+        dkim,
+        dmarc,
+        return_path,
+        origin,
+        MappingProxyType(origins),
+    )
 
 
-def _build_dmarc(doc: Document, base: PathKey, spec: dict[str, Any],
-                 problems: list[Problem]) -> DmarcPolicy:
+def _build_dmarc(
+    doc: Document, base: PathKey, spec: dict[str, Any], problems: list[Problem]
+) -> DmarcPolicy:
     def uris(kind: str) -> tuple[str, ...]:
         found: list[str] = []
         for i, uri in enumerate(spec.get(kind, [])):
-            address = uri[len("mailto:"):]
+            address = uri[len("mailto:") :]
             local, _, host = address.partition("@")
             host, bang, size = host.partition("!")
             try:
                 host = normalize(host)
             except NameError_ as exc:
-                problems.append(Problem("dmarc.uri", f"{kind} {uri!r}: {exc}",
-                                        doc.where((*base, kind, i)),
-                                        "write mailto:reports@example.com"))
+                problems.append(
+                    Problem(
+                        "dmarc.uri",
+                        f"{kind} {uri!r}: {exc}",
+                        doc.where((*base, kind, i)),
+                        "write mailto:reports@example.com",
+                    )
+                )
                 continue
             found.append(f"mailto:{local}@{host}{bang}{size}")
         return tuple(found)
@@ -394,4 +505,3 @@ def _build_dmarc(doc: Document, base: PathKey, spec: dict[str, Any],
         percentage=spec.get("percentage"),
         failure_reporting=spec.get("failure_reporting"),
     )
-

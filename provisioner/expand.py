@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from provisioner.model import (
-    Domain,
     DmarcPolicy,
+    Domain,
     Institution,
     MxValue,
     Platform,
@@ -78,42 +78,85 @@ def _domain_records(platform: Platform, inst: Institution, dom: Domain) -> Itera
     zone = dom.zone + "."
     managed = dom.target is not None
 
-    def rec(name: str, rtype: str, values: tuple[str | MxValue, ...], role: Role,
-            part: str) -> Record:
-        return Record(zone, name, rtype, dom.ttl, values, role, dom.origin_of(part),
-                      inst.code, dom.name, dom.target, managed)
+    def rec(
+        name: str, rtype: str, values: tuple[str | MxValue, ...], role: Role, part: str
+    ) -> Record:
+        return Record(
+            zone,
+            name,
+            rtype,
+            dom.ttl,
+            values,
+            role,
+            dom.origin_of(part),
+            inst.code,
+            dom.name,
+            dom.target,
+            managed,
+        )
 
     base = dom.relative_name
 
     def under(label: str) -> str:
         return f"{label}.{base}" if base else label
 
-    yield rec(base, "TXT", (spf_value(dom.spf.include, platform.spf_include, dom.spf.all_term),),
-              Role.SPF, "spf")
+    yield rec(
+        base,
+        "TXT",
+        (spf_value(dom.spf.include, platform.spf_include, dom.spf.all_term),),
+        Role.SPF,
+        "spf",
+    )
     if dom.dkim:
         for sel in platform.selectors:
             target = f"{sel.target_label(inst.code)}._domainkey.{platform.dkim_zone}."
             yield rec(under(f"{sel.name}._domainkey"), "CNAME", (target,), Role.DKIM, "dkim")
-    yield rec(under("_dmarc"), "TXT", (dmarc_value(dom.dmarc, platform.dmarc_rua),), Role.DMARC,
-              "dmarc")
+    yield rec(
+        under("_dmarc"), "TXT", (dmarc_value(dom.dmarc, platform.dmarc_rua),), Role.DMARC, "dmarc"
+    )
     if dom.return_path:
         name = under(dom.return_path)
-        yield rec(name, "MX", (MxValue(10, platform.return_path_mx + "."),), Role.RETURN_PATH_MX,
-                  "return_path")
-        yield rec(name, "TXT", (f"v=spf1 include:{platform.spf_include} -all",),
-                  Role.RETURN_PATH_SPF, "return_path")
+        yield rec(
+            name,
+            "MX",
+            (MxValue(10, platform.return_path_mx + "."),),
+            Role.RETURN_PATH_MX,
+            "return_path",
+        )
+        yield rec(
+            name,
+            "TXT",
+            (f"v=spf1 include:{platform.spf_include} -all",),
+            Role.RETURN_PATH_SPF,
+            "return_path",
+        )
 
 
 def _platform_records(platform: Platform, institutions: Iterable[Institution]) -> Iterator[Record]:
-    def rec(fqdn: str, values: tuple[str, ...], role: Role, inst: Institution | None = None,
-            dom: Domain | None = None) -> Record | None:
+    def rec(
+        fqdn: str,
+        values: tuple[str, ...],
+        role: Role,
+        inst: Institution | None = None,
+        dom: Domain | None = None,
+    ) -> Record | None:
         zone = platform.platform_zone_of(fqdn)
         if zone is None:
             return None
         origin = dom.origin_of("dmarc") if dom else platform.origin
-        return Record(zone + ".", relative(fqdn, zone), "TXT", platform.ttl, values, role, origin,
-                      inst.code if inst else None, dom.name if dom else None,
-                      platform.platform_zones[zone], True)
+        return Record(
+            zone + ".",
+            relative(fqdn, zone),
+            "TXT",
+            platform.ttl,
+            values,
+            role,
+            origin,
+            inst.code if inst else None,
+            dom.name if dom else None,
+            platform.platform_zones[zone],
+            True,
+        )
 
     spf = rec(platform.spf_include, (platform_spf_value(platform),), Role.PLATFORM_SPF)
     if spf is not None and platform.sending_ips:
@@ -124,16 +167,25 @@ def _platform_records(platform: Platform, institutions: Iterable[Institution]) -
                 label = sel.target_label(inst.code)
                 key = platform.dkim_public_keys.get(label)
                 if key:
-                    found = rec(f"{label}._domainkey.{platform.dkim_zone}",
-                                (dkim_key_value(key),), Role.DKIM_KEY, inst)
+                    found = rec(
+                        f"{label}._domainkey.{platform.dkim_zone}",
+                        (dkim_key_value(key),),
+                        Role.DKIM_KEY,
+                        inst,
+                    )
                     if found is not None:
                         yield found
         for dom in inst.domains:
             for host in report_destinations(dom.dmarc, platform.dmarc_rua):
                 if is_within(host, dom.name) or is_within(dom.name, host):
                     continue  # same organisation: no authorisation needed (RFC 7489 §7.1)
-                found = rec(f"{dom.name}._report._dmarc.{host}", ("v=DMARC1",),
-                            Role.DMARC_REPORT_AUTH, inst, dom)
+                found = rec(
+                    f"{dom.name}._report._dmarc.{host}",
+                    ("v=DMARC1",),
+                    Role.DMARC_REPORT_AUTH,
+                    inst,
+                    dom,
+                )
                 if found is not None:
                     yield found
 

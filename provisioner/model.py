@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
 from provisioner.errors import Origin
+
+PLATFORM_FILE = Origin("provisioner.yaml")
 
 
 def _frozen(d: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -29,7 +31,7 @@ class Target:
     name: str
     provider_class: str
     options: Mapping[str, Any] = field(default_factory=_frozen)
-    origin: Origin = Origin("provisioner.yaml")
+    origin: Origin = PLATFORM_FILE
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,7 @@ class Platform:
     targets: Mapping[str, Target]
     platform_zones: Mapping[str, str]  # zone -> target name
     ttl: int = 3600
-    origin: Origin = Origin("provisioner.yaml")
+    origin: Origin = PLATFORM_FILE
     # DKIM public keys by selector label in the DKIM zone (e.g. "sel1-mosa" -> base64 DER).
     # Filled by the key management once keys exist; empty means "no key records yet".
     dkim_public_keys: Mapping[str, str] = field(default_factory=_frozen)
@@ -75,7 +77,7 @@ class Platform:
 # --- declarations ---------------------------------------------------------------------------
 
 
-class DnsMode(str, Enum):
+class DnsMode(StrEnum):
     MANAGED = "managed"
     EXTERNAL = "external"
 
@@ -150,7 +152,7 @@ class MxValue:
 RecordValue = str | MxValue
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     """Why a record exists: drives ownership and verification."""
 
     SPF = "spf"

@@ -43,9 +43,7 @@ def normalize(name: str, *, allow_underscore: bool = False) -> str:
         if len(label) > 63:
             raise NameError_(f"label {label[:20]}... is {len(label)} characters; at most 63")
         if not pattern.match(label):
-            raise NameError_(
-                f"label {label!r} may hold only letters, digits and inner hyphens"
-            )
+            raise NameError_(f"label {label!r} may hold only letters, digits and inner hyphens")
     if labels[-1].isdigit():
         raise NameError_("the top-level label cannot be all digits")
     if text.startswith("xn--") or ".xn--" in text:

@@ -49,30 +49,26 @@ def zone_file_lines(records: Iterable[Record]) -> Iterator[str]:
         yield f"$ORIGIN {zone}"
         for rec in recs:
             for value in rec.values:
-                yield f"{rec.name or '@':<40} {rec.ttl:>6} IN {rec.type:<5} {rdata(rec.type, value)}"
+                owner = rec.name or "@"
+                yield f"{owner:<40} {rec.ttl:>6} IN {rec.type:<5} {rdata(rec.type, value)}"
         yield ""
 
 
 def table_lines(records: Iterable[Record]) -> Iterator[str]:
-    """An aligned table: fully qualified name, type, TTL, value, and who it is for."""
+    """An aligned table: fully qualified name, type, TTL, value, and whose and where it is."""
     rows = [
         (
             rec.fqdn,
             rec.type,
             str(rec.ttl),
-            rdata(rec.type, value) if rec.type != "TXT" else str(value),
-            rec.institution or "(platform)",
-            rec.target or "external",
+            str(value),
+            f"[{rec.institution or 'platform'} -> {rec.target or 'external'}]",
         )
         for rec in records
         for value in rec.values
     ]
-    header = ("NAME", "TYPE", "TTL", "VALUE", "INSTITUTION", "TARGET")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
-    for row in [header, *rows]:
-        name, rtype, ttl, value, inst, target = row
-        yield (
-            f"{name:<{widths[0]}}  {rtype:<{widths[1]}}  {ttl:>{widths[2]}}  {value}"
-            f"  [{inst} -> {target}]" if row is not header else
-            f"{name:<{widths[0]}}  {rtype:<{widths[1]}}  {ttl:>{widths[2]}}  {value}"
-        )
+    header = ("NAME", "TYPE", "TTL", "VALUE", "")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
+    for name, rtype, ttl, value, where in [header, *rows]:
+        line = f"{name:<{widths[0]}}  {rtype:<{widths[1]}}  {ttl:>{widths[2]}}  {value}  {where}"
+        yield line.rstrip()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from provisioner.errors import Problem
+from provisioner.errors import Origin, Problem
 from provisioner.model import Institution, Platform, Record
 
 MAX_TXT_VALUE = 4096  # a TXT RRset value this long no longer fits a UDP answer sensibly
@@ -18,40 +18,48 @@ MAX_TXT_VALUE = 4096  # a TXT RRset value this long no longer fits a UDP answer 
 
 def check_institutions(platform: Platform, institutions: Sequence[Institution]) -> list[Problem]:
     problems: list[Problem] = []
-    claimed: dict[str, str] = {}
+    claimants: dict[str, list[tuple[str, Origin]]] = defaultdict(list)
     zone_targets: dict[str, tuple[str | None, str]] = {}
     for inst in institutions:
         for dom in inst.domains:
-            first = claimed.get(dom.name)
-            if first is not None and first != inst.code:
-                problems.append(Problem(
-                    "domain.claimed-twice",
-                    f"domain {dom.name} is also declared by institution {first}",
-                    dom.origin,
-                    "a sender domain belongs to one institution: remove it from one file",
-                ))
-            else:
-                claimed[dom.name] = inst.code
+            claimants[dom.name].append((inst.code, dom.origin))
             zone = platform.platform_zone_of(dom.name)
             if zone is not None:
-                problems.append(Problem(
-                    "domain.platform-zone",
-                    f"domain {dom.name} lies inside the platform zone {zone}",
-                    dom.origin,
-                    "declare the institution's own domain, not one of the platform's",
-                ))
+                problems.append(
+                    Problem(
+                        "domain.platform-zone",
+                        f"domain {dom.name} lies inside the platform zone {zone}",
+                        dom.origin,
+                        "declare the institution's own domain, not one of the platform's",
+                    )
+                )
             if dom.target is not None:
                 seen = zone_targets.get(dom.zone)
                 if seen is not None and seen[0] != dom.target:
-                    problems.append(Problem(
-                        "zone.target-conflict",
-                        f"zone {dom.zone} is written through target {dom.target} here and "
-                        f"{seen[0]} by institution {seen[1]}",
-                        dom.origin_of("target"),
-                        "one zone lives at one DNS host: use the same target",
-                    ))
+                    problems.append(
+                        Problem(
+                            "zone.target-conflict",
+                            f"zone {dom.zone} is written through target {dom.target} here and "
+                            f"{seen[0]} by institution {seen[1]}",
+                            dom.origin_of("target"),
+                            "one zone lives at one DNS host: use the same target",
+                        )
+                    )
                 else:
                     zone_targets[dom.zone] = (dom.target, inst.code)
+    for name, owners in claimants.items():
+        if len({code for code, _ in owners}) < 2:
+            continue
+        for code, origin in owners:
+            others = ", ".join(f"{c} ({o})" for c, o in owners if (c, o) != (code, origin))
+            problems.append(
+                Problem(
+                    "domain.claimed-twice",
+                    f"domain {name} is also declared by {others}",
+                    origin,
+                    "a sender domain belongs to one institution: remove it from one file",
+                )
+            )
     return problems
 
 
@@ -64,38 +72,49 @@ def check_records(records: Iterable[Record]) -> list[Problem]:
     for rec in records:
         first = by_key.get(rec.key)
         if first is not None:
-            problems.append(Problem(
-                "record.conflict",
-                f"{rec.fqdn} {rec.type} is also produced by "
-                f"{first.institution or 'the platform'} ({first.origin})",
-                rec.origin,
-                "two declarations cannot own the same record: change the domain or return_path",
-            ))
+            problems.append(
+                Problem(
+                    "record.conflict",
+                    f"{rec.fqdn} {rec.type} is also produced by "
+                    f"{first.institution or 'the platform'} ({first.origin})",
+                    rec.origin,
+                    "two declarations cannot own the same record: change the domain or return_path",
+                )
+            )
             continue
         by_key[rec.key] = rec
         types_at[(rec.zone, rec.name)].append(rec)
         for value in rec.values:
             if isinstance(value, str) and rec.type == "TXT":
                 if '"' in value or not value.isprintable():
-                    problems.append(Problem(
-                        "record.txt-value",
-                        f"{rec.fqdn} TXT holds a quote or a control character",
-                        rec.origin,
-                        "remove quotes: values are written without them",
-                    ))
+                    problems.append(
+                        Problem(
+                            "record.txt-value",
+                            f"{rec.fqdn} TXT holds a quote or a control character",
+                            rec.origin,
+                            "remove quotes: values are written without them",
+                        )
+                    )
                 elif len(value) > MAX_TXT_VALUE:
-                    problems.append(Problem("record.txt-too-long",
-                                            f"{rec.fqdn} TXT is {len(value)} characters",
-                                            rec.origin, "shorten it"))
+                    problems.append(
+                        Problem(
+                            "record.txt-too-long",
+                            f"{rec.fqdn} TXT is {len(value)} characters",
+                            rec.origin,
+                            "shorten it",
+                        )
+                    )
     for recs in types_at.values():
         cname = [r for r in recs if r.type == "CNAME"]
         if cname and len(recs) > 1:
             other = next(r for r in recs if r.type != "CNAME")
-            problems.append(Problem(
-                "record.cname-conflict",
-                f"{cname[0].fqdn} would hold a CNAME beside a {other.type} record "
-                f"(from {other.institution or 'the platform'})",
-                cname[0].origin,
-                "a CNAME must stand alone (RFC 1034 §3.6.2): change the return_path or domain",
-            ))
+            problems.append(
+                Problem(
+                    "record.cname-conflict",
+                    f"{cname[0].fqdn} would hold a CNAME beside a {other.type} record "
+                    f"(from {other.institution or 'the platform'})",
+                    cname[0].origin,
+                    "a CNAME must stand alone (RFC 1034 §3.6.2): change the return_path or domain",
+                )
+            )
     return problems

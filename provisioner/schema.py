@@ -72,29 +72,32 @@ def check(name: str, doc: Document) -> list[Problem]:
     """Every schema problem of ``doc``, each at the key or value it concerns."""
     if _fast(name).is_valid(doc.data):
         return []
-    found = [_describe(doc, e) for e in _slow(name).iter_errors(doc.data)]
+    found = [p for e in _slow(name).iter_errors(doc.data) for p in _describe(doc, e)]
     return sorted(found, key=lambda p: (p.origin.line, p.origin.column, p.code))
 
 
-def _describe(doc: Document, error: jsonschema.ValidationError) -> Problem:
+def _describe(doc: Document, error: jsonschema.ValidationError) -> list[Problem]:
     path = tuple(error.absolute_path)
     where = ".".join(str(p) for p in path) or "the top level"
     kind = error.validator
     value = error.validator_value
     inst = error.instance
     if kind == "additionalProperties" and isinstance(inst, dict):
-        allowed = sorted(error.schema.get("properties", {}))
-        extra = [k for k in inst if k not in allowed]
-        key = extra[0] if extra else ""
-        return Problem(
-            "schema.unknown-key",
-            f"unknown key {key!r} in {where}",
-            doc.where_key((*path, key)),
-            f"use one of: {', '.join(allowed)}" if allowed else "remove it",
-        )
+        schema_node = error.schema if isinstance(error.schema, dict) else {}
+        allowed = sorted(schema_node.get("properties", {}))
+        return [
+            Problem(
+                "schema.unknown-key",
+                f"unknown key {key!r} in {where}",
+                doc.where_key((*path, key)),
+                f"use one of: {', '.join(allowed)}" if allowed else "remove it",
+            )
+            for key in inst
+            if key not in allowed
+        ]
     origin = doc.where_key(path) if kind in {"required", "minProperties"} else doc.where(path)
     message, hint = _message(kind, value, inst, where)
-    return Problem(f"schema.{kind}", message, origin, hint)
+    return [Problem(f"schema.{kind}", message, origin, hint)]
 
 
 def _message(kind: Any, value: Any, inst: Any, where: str) -> tuple[str, str]:
@@ -149,4 +152,3 @@ def _pattern_hint(where: str) -> str:
     if last.isdigit():
         last = where.rsplit(".", 2)[-2]
     return hints.get(last, "a host name such as _spf.example.com: letters, digits, - and _")
-

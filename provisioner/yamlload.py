@@ -121,7 +121,9 @@ def parse(text: str, file: str) -> Document:
     except yaml.YAMLError as exc:
         raise _problem("yaml.syntax", str(exc).splitlines()[0], Origin(file, 1, 1)) from None
     if node is None:
-        raise _problem("yaml.empty", "file holds no document", Origin(file), "write the declaration")
+        raise _problem(
+            "yaml.empty", "file holds no document", Origin(file), "write the declaration"
+        )
     builder = _Builder(file)
     data = builder.build(node, (), 0)
     if not isinstance(data, dict):
@@ -169,10 +171,12 @@ class _Builder:
     def build(self, node: yaml.Node, path: PathKey, depth: int) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
-            raise self._fail(
+            # The node is shared by every alias of it: point at the top-level entry being built.
+            line, column = self.keys.get(path[:1], (1, 1))
+            raise _problem(
                 "yaml.too-many-nodes",
                 f"more than {MAX_NODES} values once aliases are expanded",
-                node,
+                Origin(self.file, line, column),
                 "remove the aliases (*name) that repeat large parts",
             )
         if depth > MAX_DEPTH:
@@ -205,7 +209,9 @@ class _Builder:
             kpos = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             if key == "<<":
                 raise self._fail(
-                    "yaml.merge-key", "merge keys (<<) are not supported", key_node,
+                    "yaml.merge-key",
+                    "merge keys (<<) are not supported",
+                    key_node,
                     "write the keys out",
                 )
             if key in first:

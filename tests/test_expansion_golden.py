@@ -28,9 +28,21 @@ def check_golden(path: Path, text: str, update: bool) -> None:
 
 def test_samples_cover_every_feature() -> None:
     text = "\n".join((REPO / "zones" / f"{code}.yaml").read_text() for code in SAMPLES)
-    for feature in ("dns: external", "zone:", "return_path:", "strict", "include:", "ruf:",
-                    "kunsthäuser.ch", "failure_reporting:", "percentage:", "subdomain_policy:",
-                    "target:", "ttl:", "dkim: false"):
+    for feature in (
+        "dns: external",
+        "zone:",
+        "return_path:",
+        "strict",
+        "include:",
+        "ruf:",
+        "kunsthäuser.ch",
+        "failure_reporting:",
+        "percentage:",
+        "subdomain_policy:",
+        "target:",
+        "ttl:",
+        "dkim: false",
+    ):
         assert feature in text, f"no sample uses {feature}"
     assert len(SAMPLES) >= 4
 
@@ -42,11 +54,14 @@ def test_sample_expansion_matches_golden(
 ) -> None:
     result = cli(project, capsys, "records", "--institution", code, "--format", fmt)
     assert result.code == 0, result.err
-    check_golden(GOLDEN / f"{code}.{'json' if fmt == 'json' else 'zone'}", result.out,
-                 update_golden)
+    check_golden(
+        GOLDEN / f"{code}.{'json' if fmt == 'json' else 'zone'}", result.out, update_golden
+    )
 
 
-def test_guide_example_records_exactly(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+def test_guide_example_records_exactly(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The customer guide's own records for mosa / mosamuseum.com, as it prints them."""
     result = cli(project, capsys, "records", "--institution", "mosa", "--format", "json")
     records = json.loads(result.out)
@@ -69,8 +84,9 @@ def test_guide_example_records_exactly(project: Project, capsys: pytest.CaptureF
     assert keys == sorted(keys)
 
 
-def test_records_json_is_sorted_and_typed(project: Project,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_records_json_is_sorted_and_typed(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
     result = cli(project, capsys, "records", "--format", "json")
     assert result.code == 0
     records = json.loads(result.out)
@@ -78,8 +94,9 @@ def test_records_json_is_sorted_and_typed(project: Project,
         (r["zone"], r["name"], r["type"]) for r in records
     )
     mx = [r for r in records if r["type"] == "MX"]
-    assert mx and all(v == {"preference": 10, "exchange": "bounce.secutix.com."}
-                      for r in mx for v in r["values"])
+    assert mx and all(
+        v == {"preference": 10, "exchange": "bounce.secutix.com."} for r in mx for v in r["values"]
+    )
     for r in records:
         assert set(r) == {"zone", "name", "type", "ttl", "values"}
         assert r["zone"].endswith(".") and not r["name"].endswith(".")
@@ -90,8 +107,9 @@ def test_records_json_is_sorted_and_typed(project: Project,
     assert any(r["zone"] == "xn--kunsthuser-v5a.ch." for r in records)
 
 
-def test_unknown_institution_is_an_error(project: Project,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_institution_is_an_error(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
     result = cli(project, capsys, "records", "--institution", "nope")
     assert result.code == 1
     assert "no institution 'nope'" in result.err

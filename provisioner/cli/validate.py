@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from provisioner.cli.common import EXIT_ERROR, EXIT_OK, report
 from provisioner.config import load_project
-from pathlib import Path
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
