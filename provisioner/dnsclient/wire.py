@@ -17,7 +17,8 @@ from typing import Any
 from provisioner.errors import ProvisionerError
 
 TYPES: dict[str, int] = {
-    "A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28,
+    "A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "HINFO": 13, "MX": 15, "TXT": 16,
+    "AAAA": 28, "ANY": 255,
 }
 TYPE_NAMES: dict[int, str] = {v: k for k, v in TYPES.items()}
 RCODES: dict[int, str] = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",

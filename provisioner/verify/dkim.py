@@ -1,0 +1,95 @@
+"""DKIM selectors: the customer's CNAME, and the key record it leads to (RFC 6376 §3.6.2).
+
+Common mistakes get their own reasons: ``zone-doubled`` (a relative name typed as absolute,
+``stxsel1._domainkey.mosamuseum.com.mosamuseum.com``), ``missing-trailing-dot`` (a target typed
+without its final dot, so the zone got appended), ``cname-conflict`` (a CNAME beside other data,
+RFC 1034 §3.6.2), ``quoted`` (literal quotes inside the TXT value).
+"""
+
+from __future__ import annotations
+
+from provisioner.model import Platform, Record
+from provisioner.verify.dkimkey import GOOD_RSA_BITS, DkimKeyError, parse_key_record
+from provisioner.verify.results import CheckResult, Status, status_of_lookup, success
+from provisioner.verify.view import View
+
+_IGNORED_TYPES = {"RRSIG", "NSEC", "NSEC3", "HINFO"}
+
+
+def check_dkim(view: View, record: Record, platform: Platform) -> CheckResult:
+    name = record.fqdn.rstrip(".")
+    target = str(record.values[0]).lower()
+    expected = (target,)
+    zone = record.zone.rstrip(".")
+    # ANY gives the CNAME and whatever sits beside it in one question; a server that answers
+    # ANY minimally (RFC 8482 §4.2, an HINFO) is asked for the CNAME instead.
+    answer = view.answer(name, "ANY")
+    owned = [(t, v) for o, t, v in answer.rrs if o == answer.query.name]
+    if answer.status == "NOERROR" and owned and all(t == "HINFO" for t, _ in owned):
+        answer = view.answer(name, "CNAME")
+        owned = [(t, v) for o, t, v in answer.rrs if o == answer.query.name]
+    if answer.temporary:
+        return CheckResult("dkim", name, Status.TEMPORARY_FAILURE, answer.status,
+                           f"{name}: {answer.status}", expected)
+    cnames = [str(v) for t, v in owned if t == "CNAME"]
+    others = sorted({t for t, _ in owned if t not in _IGNORED_TYPES and t != "CNAME"})
+    if not owned:
+        reason = "NODATA" if answer.status == "NOERROR" else answer.status
+        doubled = view.answer(f"{name}.{zone}", "CNAME")
+        if doubled.values:
+            return CheckResult("dkim", name, Status.FAILED, "zone-doubled",
+                               f"the CNAME was published at {name}.{zone}: the zone name is "
+                               f"doubled; enter the host as a name relative to {zone}",
+                               expected, tuple(str(v) for v in doubled.values))
+        return CheckResult("dkim", name, status_of_lookup(reason), reason,
+                           f"no CNAME at {name} ({reason})", expected)
+    found = tuple(cnames) or tuple(f"{t} {v}" for t, v in owned if t not in _IGNORED_TYPES)
+    if not cnames:
+        return CheckResult("dkim", name, Status.FAILED, "mismatch",
+                           f"expected a CNAME to {target}, found {', '.join(others)} records "
+                           "instead", expected, found)
+    if others:
+        return CheckResult("dkim", name, Status.FAILED, "cname-conflict",
+                           f"a CNAME cannot share its name with other data ({', '.join(others)}; "
+                           "RFC 1034 §3.6.2): remove them", expected, found)
+    got = cnames[0].lower()
+    if got != target:
+        if got == f"{target.rstrip('.')}.{zone}.":
+            return CheckResult("dkim", name, Status.FAILED, "missing-trailing-dot",
+                               f"the target was entered without its final dot, so {zone} was "
+                               f"appended: enter {target}", expected, found)
+        return CheckResult("dkim", name, Status.FAILED, "mismatch",
+                           f"the CNAME points to {got}, expected {target}", expected, found)
+    return _check_key(view, name, target, platform, expected, found)
+
+
+def _check_key(view: View, name: str, target: str, platform: Platform,
+               expected: tuple[str, ...], found: tuple[str, ...]) -> CheckResult:
+    keys, chain = view.follow(target, "TXT")
+    if keys.reason:
+        status = status_of_lookup(keys.reason)
+        return CheckResult("dkim", name, status, keys.reason,
+                           f"the CNAME is right; no key record at {target} yet ({keys.reason})",
+                           expected, found)
+    texts = [str(v) for v in keys.values]
+    if len(texts) > 1:
+        return CheckResult("dkim", name, Status.FAILED, "multiple-records",
+                           f"{len(texts)} TXT records at {target}: verifiers may pick either "
+                           "(RFC 6376 §3.6.2.2)", expected, found + tuple(texts))
+    try:
+        key = parse_key_record(texts[0])
+    except DkimKeyError as exc:
+        return CheckResult("dkim", name, Status.FAILED, exc.code, f"{target}: {exc}",
+                           expected, found + tuple(texts))
+    label = target.split("._domainkey.")[0]
+    published = platform.dkim_public_keys.get(label)
+    if published and "".join(published.split()) != key.public_key:
+        return CheckResult("dkim", name, Status.FAILED, "key-mismatch",
+                           f"the key at {target} is not the platform's key for {label}",
+                           expected, found + tuple(texts))
+    warnings: tuple[str, ...] = ()
+    if key.key_type == "rsa" and key.bits < GOOD_RSA_BITS:
+        warnings = (f"RSA key of {key.bits} bits: use at least {GOOD_RSA_BITS} (RFC 8301 §3.2)",)
+    via = f" via {' -> '.join(chain)}" if chain else ""
+    return success("dkim", name, f"{key.key_type} key of {key.bits} bits at {target}{via}",
+                   expected, found, warnings)

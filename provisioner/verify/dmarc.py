@@ -1,0 +1,140 @@
+"""DMARC at ``_dmarc.<domain>``: RFC 7489 §6.3 tags (and RFC 9989's np, psd, t), the declared
+policy, external report destinations' authorisation (§7.1) and alignment that cannot pass."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from provisioner.model import is_within
+from provisioner.verify.dkimkey import DkimKeyError, parse_tag_list
+from provisioner.verify.results import CheckResult, Status, status_of_lookup, success
+from provisioner.verify.view import View
+
+_POLICY = {"none", "quarantine", "reject"}
+_URI = re.compile(r"^[a-z][a-z0-9+.-]*:[^\s,!]+(![0-9]+[kmgt]?)?$", re.IGNORECASE)
+_VALID: dict[str, Callable[[str], bool]] = {
+    "v": lambda v: v == "DMARC1",
+    "p": lambda v: v in _POLICY,
+    "sp": lambda v: v in _POLICY,
+    "np": lambda v: v in _POLICY,  # RFC 9989 §4.7
+    "adkim": lambda v: v in ("r", "s"),
+    "aspf": lambda v: v in ("r", "s"),
+    "pct": lambda v: v.isdigit() and 0 <= int(v) <= 100,
+    "fo": lambda v: all(p in ("0", "1", "d", "s") for p in v.split(":")),
+    "rf": lambda v: all(p.strip().lower() == "afrf" for p in v.split(":")),
+    "ri": lambda v: v.isdigit(),
+    "rua": lambda v: all(_URI.match(u.strip()) for u in v.split(",")),
+    "ruf": lambda v: all(_URI.match(u.strip()) for u in v.split(",")),
+    "psd": lambda v: v in ("y", "n", "u"),  # RFC 9989 §4.7
+    "t": lambda v: v in ("y", "n"),  # RFC 9989 §4.7
+}
+_COMPARED = ("p", "sp", "adkim", "aspf", "pct", "fo")
+
+
+@dataclass(frozen=True, slots=True)
+class DmarcContext:
+    """What the declaration says beyond the record: return path, DKIM, our authorisations."""
+
+    domain: str
+    return_path: str | None
+    dkim: bool
+    published_authorisations: frozenset[str]  # fqdns of D._report._dmarc.<host> we publish
+
+
+def is_dmarc(text: str) -> bool:
+    """RFC 7489 §6.6.3: records not starting with ``v=DMARC1`` are discarded."""
+    return re.match(r"^v\s*=\s*DMARC1\s*(;|$)", text) is not None
+
+
+def parse_dmarc(text: str) -> dict[str, str]:
+    """Tags of a DMARC record; ``ValueError`` naming the first bad one."""
+    try:
+        tags = parse_tag_list(text)
+    except DkimKeyError as exc:
+        raise ValueError(str(exc)) from None
+    values: dict[str, str] = {}
+    for name, value in tags:
+        name = name.lower()
+        check = _VALID.get(name)
+        if check is not None and not check(value if name in ("rua", "ruf", "v") else value.lower()):
+            raise ValueError(f"{name}={value} is not a valid value (RFC 7489 §6.3)")
+        values[name] = value
+    if tags[0][0] != "v":
+        raise ValueError("v=DMARC1 must be the first tag (RFC 7489 §6.3)")
+    if "p" not in values:
+        raise ValueError("no p= tag: the policy is required (RFC 7489 §6.3)")
+    return values
+
+
+def _hosts(tags: dict[str, str]) -> list[str]:
+    hosts: list[str] = []
+    for key in ("rua", "ruf"):
+        for uri in tags.get(key, "").split(","):
+            uri = uri.strip()
+            if uri.lower().startswith("mailto:"):
+                host = uri.partition("@")[2].partition("!")[0].lower().rstrip(".")
+                if host and host not in hosts:
+                    hosts.append(host)
+    return hosts
+
+
+def check_dmarc(view: View, name: str, expected_text: str, ctx: DmarcContext) -> CheckResult:
+    expected = (expected_text,)
+    answer = view.answer(name, "TXT")
+    if answer.reason:
+        return CheckResult("dmarc", name, status_of_lookup(answer.reason), answer.reason,
+                           f"no TXT records at {name} ({answer.reason})", expected)
+    texts = [str(v) for v in answer.values]
+    records = [t for t in texts if is_dmarc(t)]
+    if not records:
+        quoted = [t for t in texts if is_dmarc(t.strip('"'))]
+        if quoted:
+            return CheckResult("dmarc", name, Status.FAILED, "quoted", "the DMARC record is "
+                               "wrapped in literal quotes: publish it without them",
+                               expected, tuple(quoted))
+        return CheckResult("dmarc", name, Status.PENDING, "NODATA",
+                           f"{len(texts)} TXT record(s) at {name}, none starts with v=DMARC1",
+                           expected, tuple(texts))
+    found = tuple(records)
+    if len(records) > 1:
+        return CheckResult("dmarc", name, Status.FAILED, "multiple-records",
+                           f"{len(records)} DMARC records: receivers ignore them all "
+                           "(RFC 7489 §6.6.3)", expected, found)
+    try:
+        tags = parse_dmarc(records[0])
+    except ValueError as exc:
+        return CheckResult("dmarc", name, Status.FAILED, "syntax", str(exc), expected, found)
+    want = parse_dmarc(expected_text)
+    diffs = [f"{k}={tags.get(k, '(absent)')} instead of {k}={want[k]}"
+             for k in _COMPARED if k in want and tags.get(k, "").lower() != want[k].lower()]
+    have = {u.strip().lower() for u in tags.get("rua", "").split(",")}
+    diffs += [f"rua lacks {u}" for u in want.get("rua", "").split(",")
+              if u.strip() and u.strip().lower() not in have]
+    if diffs:
+        return CheckResult("dmarc", name, Status.FAILED, "mismatch", "; ".join(diffs),
+                           expected, found)
+    warnings = [f"unknown tag {k}= is ignored by receivers" for k in tags if k not in _VALID]
+    if tags.get("aspf", "r").lower() == "s" and ctx.return_path:
+        text = (f"aspf=s with the return path {ctx.return_path}: SPF can never align "
+                "(RFC 7489 §3.1.2)")
+        if not ctx.dkim:
+            return CheckResult("dmarc", name, Status.FAILED, "alignment", text +
+                               " and DKIM is off, so DMARC cannot pass", expected, found)
+        warnings.append(text + "; only DKIM can pass DMARC")
+    for host in _hosts(tags):
+        if is_within(host, ctx.domain) or is_within(ctx.domain, host):
+            continue
+        auth_name = f"{ctx.domain}._report._dmarc.{host}"
+        auth, _ = view.follow(auth_name, "TXT")
+        if auth.temporary:
+            return CheckResult("dmarc", name, Status.TEMPORARY_FAILURE, auth.status,
+                               f"{auth_name}: {auth.status}", expected, found)
+        if not any(is_dmarc(str(v)) for v in auth.values):
+            ours = auth_name in ctx.published_authorisations
+            return CheckResult("dmarc", name, Status.PENDING if ours else Status.FAILED,
+                               auth.reason or "not-authorised",
+                               f"{host} has not authorised reports for {ctx.domain}: no v=DMARC1 "
+                               f"at {auth_name} (RFC 7489 §7.1)", expected, found)
+    return success("dmarc", name, f"p={tags['p']}", expected, found, tuple(warnings))

@@ -1,0 +1,185 @@
+"""Running the checks: which names, which servers, in batched rounds, polled with ``--wait``.
+
+Each domain's checks run once per authoritative server of its zone (every server is asked
+directly: a cache could hide a wrong answer); names in other zones (SPF includes, DKIM keys,
+report authorisations) go to the first server of their zone when it is known (the platform's
+zones) or through the recursive resolver. A check that needs an answer not fetched yet raises
+:class:`~provisioner.verify.view.Miss`; each round fetches all misses at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from functools import partial
+
+from provisioner.dnsclient import Delegation, DnsClient, Server, fqdn
+from provisioner.model import Platform, Record, Role
+from provisioner.verify.dkim import check_dkim
+from provisioner.verify.dmarc import DmarcContext, check_dmarc
+from provisioner.verify.mx import check_return_path_mx, check_sender_mx
+from provisioner.verify.results import CheckResult, DomainReport, Report, Status, merge
+from provisioner.verify.spfcheck import check_spf
+from provisioner.verify.view import Miss, View
+
+log = logging.getLogger(__name__)
+MAX_ROUNDS = 24  # deeper than any legal SPF tree (10 lookups) plus DKIM and DMARC chains
+
+Check = Callable[[View], CheckResult]
+
+
+@dataclass(frozen=True, slots=True)
+class DomainPlan:
+    """The checks of one sender domain, in report order."""
+
+    institution: str | None
+    domain: str
+    zone: str  # fqdn
+    checks: tuple[Check, ...]
+
+
+_ORDER = {Role.SPF: 0, Role.RETURN_PATH_SPF: 1, Role.DKIM: 2, Role.DMARC: 3,
+          Role.RETURN_PATH_MX: 4}
+
+
+def plan(records: Iterable[Record], platform: Platform) -> list[DomainPlan]:
+    """What to check for each domain that has records among ``records``."""
+    records = tuple(records)
+    published = frozenset(r.fqdn.rstrip(".") for r in records
+                          if r.role is Role.DMARC_REPORT_AUTH)
+    groups: dict[tuple[str | None, str], list[Record]] = {}
+    for r in records:
+        if r.role in _ORDER and r.domain:
+            groups.setdefault((r.institution, r.domain), []).append(r)
+    plans = []
+    for (institution, domain), group in groups.items():
+        group.sort(key=lambda r: (_ORDER[r.role], r.name))
+        return_path = next((r.fqdn.rstrip(".") for r in group
+                            if r.role is Role.RETURN_PATH_MX), None)
+        ctx = DmarcContext(domain, return_path, any(r.role is Role.DKIM for r in group),
+                           published)
+        checks: list[Check] = []
+        for r in group:
+            if r.role in (Role.SPF, Role.RETURN_PATH_SPF):
+                checks.append(partial(check_spf, record=r, platform=platform))
+            elif r.role is Role.DKIM:
+                checks.append(partial(check_dkim, record=r, platform=platform))
+            elif r.role is Role.DMARC:
+                checks.append(partial(check_dmarc, name=r.fqdn.rstrip("."),
+                                      expected_text=str(r.values[0]), ctx=ctx))
+            else:
+                checks.append(partial(check_return_path_mx, record=r))
+        checks.append(partial(check_sender_mx, domain=domain))
+        plans.append(DomainPlan(institution, domain, group[0].zone, tuple(checks)))
+    return plans
+
+
+class _Router:
+    """Which server answers a name, as seen from server ``index`` of the domain's zone."""
+
+    def __init__(self, delegations: Mapping[str, Delegation], fallback: Server | None) -> None:
+        self.delegations = delegations
+        self.fallback = fallback
+        self._zone_of: dict[str, str | None] = {}
+
+    def zone_of(self, name: str) -> str | None:
+        zone = self._zone_of.get(name, "")
+        if zone == "":
+            labels = name.split(".")
+            zone = next((z for z in (".".join(labels[i:]) for i in range(len(labels) - 1))
+                         if z in self.delegations), None)
+            self._zone_of[name] = zone
+        return zone
+
+    def route(self, home: str, index: int, name: str) -> Server | str:
+        zone = self.zone_of(name)
+        if zone is None:
+            return self.fallback or "unreachable"
+        servers = self.delegations[zone].servers
+        if not servers:
+            return self.delegations[zone].status
+        return servers[index] if zone == home and index < len(servers) else servers[0]
+
+
+def run_plans(plans: list[DomainPlan], platform: Platform, client: DnsClient) -> list[DomainReport]:
+    """One pass of every check of every plan, against every authoritative server."""
+    zones = {p.zone for p in plans} | {fqdn(z) for z in platform.platform_zones}
+    delegations = client.delegations(zones)
+    router = _Router(delegations, client.recursive_server())
+    tasks: list[tuple[int, int, str, View, Check]] = []
+    for pi, p in enumerate(plans):
+        servers = delegations[p.zone].servers
+        labels = [str(s) for s in servers] or [f"no servers ({delegations[p.zone].status})"]
+        for index, label in enumerate(labels):
+            view = View(label, partial(router.route, p.zone, index), client.cached)
+            tasks.extend((pi, ci, label, view, check) for ci, check in enumerate(p.checks))
+    results: dict[tuple[int, int], list[tuple[str, CheckResult]]] = {}
+    for _ in range(MAX_ROUNDS):
+        misses = set()
+        pending = []
+        for task in tasks:
+            pi, ci, label, view, check = task
+            try:
+                results.setdefault((pi, ci), []).append((label, check(view)))
+            except Miss as miss:
+                misses.add(miss.query)
+                pending.append(task)
+        tasks = pending
+        if not tasks:
+            break
+        client.lookup_many(misses)
+    for pi, ci, label, _view, _check in tasks:
+        results.setdefault((pi, ci), []).append((label, CheckResult(
+            "dns", plans[pi].domain, Status.TEMPORARY_FAILURE, "too-deep",
+            f"more than {MAX_ROUNDS} dependent lookups")))
+    return [DomainReport(p.institution, p.domain,
+                         tuple(merge(results[(pi, ci)]) for ci in range(len(p.checks))))
+            for pi, p in enumerate(plans)]
+
+
+def verify_records(
+    records: Iterable[Record],
+    platform: Platform,
+    *,
+    nameservers: Iterable[Server] = (),
+    wait: float = 0.0,
+    timeout: float = 1.0,
+    attempts: int = 3,
+    client: DnsClient | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Report:
+    """Check ``records`` (an expansion, or the part apply changed) on the live DNS.
+
+    With ``wait`` > 0, domains not all successful are checked again with backoff (1 s, 2 s,
+    4 s... at most 30 s apart) until they succeed or ``wait`` seconds have passed.
+    """
+    started = time.monotonic()
+    plans = plan(records, platform)
+    own = client is None
+    dns = client or DnsClient(nameservers=tuple(nameservers), timeout=timeout, attempts=attempts)
+    try:
+        sent = dns.queries_sent
+        reports = run_plans(plans, platform, dns)
+        delay = 1.0
+        deadline = started + wait
+        while not all(r.ok for r in reports) and time.monotonic() + delay <= deadline:
+            log.info("%d domain(s) not verified yet; again in %.0f s",
+                     sum(not r.ok for r in reports), delay)
+            sleep(delay)
+            delay = min(delay * 2, 30.0)
+            dns.clear_cache()
+            again = [i for i, r in enumerate(reports) if not r.ok]
+            fresh = run_plans([plans[i] for i in again], platform, dns)
+            for i, r in zip(again, fresh, strict=True):
+                reports[i] = r
+        return Report(tuple(reports), dns.queries_sent - sent, time.monotonic() - started)
+    finally:
+        if own:
+            dns.close()
+
+
+def only_domains(report: Report, domains: Iterable[str]) -> Report:
+    keep = set(domains)
+    return replace(report, domains=tuple(d for d in report.domains if d.domain in keep))
