@@ -164,7 +164,8 @@ class PdnsServer:
         out = {}
         for rr in data["rrsets"]:
             name = rr["name"][: -len(zone)].rstrip(".")
-            out[(name, rr["type"])] = (rr["ttl"], tuple(sorted(r["content"] for r in rr["records"])))
+            contents = tuple(sorted(r["content"] for r in rr["records"]))
+            out[(name, rr["type"])] = (rr["ttl"], contents)
         return out
 
     def zones(self) -> list[str]:
@@ -235,9 +236,12 @@ class MotoRoute53:
         client = self.client()
         zone_id: str = client.create_hosted_zone(Name=zone, CallerReference=f"t-{time.time()}"
                                                  )["HostedZone"]["Id"]
-        changes = [{"Action": "CREATE", "ResourceRecordSet": {
-            "Name": f"{n}.{zone}" if n else zone, "Type": t, "TTL": ttl,
-            "ResourceRecords": [{"Value": c} for c in contents]}} for n, t, ttl, contents in records]
+        changes = [
+            {"Action": "CREATE", "ResourceRecordSet": {
+                "Name": f"{n}.{zone}" if n else zone, "Type": t, "TTL": ttl,
+                "ResourceRecords": [{"Value": c} for c in contents]}}
+            for n, t, ttl, contents in records
+        ]
         if changes:
             client.change_resource_record_sets(HostedZoneId=zone_id,
                                                ChangeBatch={"Changes": changes})

@@ -29,8 +29,8 @@ from octodns.zone import Zone  # type: ignore[import-untyped,unused-ignore]
 from provisioner.errors import Origin, Problem, Severity
 from provisioner.model import Platform, Record
 from provisioner.octodns.convert import plain_values
-from provisioner.octodns.guard import Guard, GuardedPlan, check
-from provisioner.octodns.ownership import Ownership, claim_of
+from provisioner.octodns.guard import Guard, GuardedPlan, MissingZone, check
+from provisioner.octodns.ownership import Claim, Ownership, claim_of
 from provisioner.octodns.source import ProvisionerSource
 from provisioner.octodns.targets import build_provider
 
@@ -193,8 +193,15 @@ def plan(
         find_orphans = False
     if only_target is not None:
         targets_of = {z: t for z, t in targets_of.items() if t == only_target}
+    in_use = set(targets_of.values())
+    if find_orphans:
+        # A removed institution's zone is on a target no record names any more: look at every
+        # target the platform uses, not only those of the remaining records.
+        in_use |= {platform.default_target, *platform.platform_zones.values()}
+    if only_target is not None:
+        in_use = {only_target}
     providers: dict[str, Any] = {}
-    for name in sorted(set(targets_of.values()) | ({only_target} if only_target else set())):
+    for name in sorted(in_use):
         target = platform.targets.get(name)
         if target is None:
             problems.append(_problem("plan.target-unknown", f"no target {name!r} in "
@@ -225,12 +232,17 @@ def plan(
     for job, octo_plan, failure in results:
         zone_name, target_name, orphan = job
         target = platform.targets[target_name]
-        if failure is not None:
+        if isinstance(failure, MissingZone):
+            # The user's fix is in the declaration (or at the DNS host): point at the domain.
+            first = next((r for r in records if r.zone == zone_name), None)
+            problems.append(_problem("plan.zone-missing", str(failure),
+                                     first.origin if first else target.origin))
+        elif failure is not None:
             problems.append(_problem("plan.target-error", f"{zone_name} on {target_name}: "
                                      f"{type(failure).__name__}: {failure}", target.origin))
             continue
-        if orphan and (octo_plan is None or not claim_of(octo_plan.existing).pairs):
-            continue
+        if orphan and (octo_plan is None or claim_of(octo_plan.existing) == Claim()):
+            continue  # a zone the product never wrote
         notes = planner.ownership.notes.by_zone.pop(zone_name, [])
         problems.extend(notes)
         if octo_plan is None:

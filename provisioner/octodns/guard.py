@@ -30,7 +30,7 @@ from octodns.provider.plan import Plan, UnsafePlan  # type: ignore[import-untype
 from octodns.provider.yaml import YamlProvider  # type: ignore[import-untyped,unused-ignore]
 
 from provisioner.octodns.convert import unescape
-from provisioner.octodns.ownership import MARKER_NAME, Claim, claim_of
+from provisioner.octodns.ownership import Claim, claim_of
 from provisioner.octodns.spfmerge import is_spf
 
 DELETE_THRESHOLD = 0.3
@@ -88,7 +88,6 @@ def check(plan: Any) -> tuple[str, ...]:
     """The guard's violations in an octoDNS plan, as one-line reasons."""
     wanted, before = claim_of(plan.desired), claim_of(plan.existing)
     claim = wanted | before
-    owned = claim.pairs | ({(MARKER_NAME, "TXT")} if claim.pairs or claim.spf else set())
     violations: list[str] = []
     deletes = 0
     for change in plan.changes:
@@ -96,18 +95,18 @@ def check(plan: Any) -> tuple[str, ...]:
         record = change.record
         pair = (record.name, record._type)
         shown = f"{record.name or '@'} {record._type}"
-        if record._type == "TXT" and record.name in claim.spf_names and pair not in owned:
+        if record._type == "TXT" and record.name in claim.spf_names and not claim.owns(pair):
             if kind != "Create":
                 new = change.new if kind == "Update" else None
                 lost = _shared_spf_kept(change.existing, new, claim.spf_mechanisms(record.name))
                 if lost:
                     violations.append(f"{kind.lower()} of {shown} would drop {', '.join(lost)}")
             continue
-        if pair not in owned:
+        if not claim.owns(pair):
             violations.append(f"{kind.lower()} of {shown}, a record the product does not own")
         elif kind == "Delete":
             deletes += 1
-    owned_existing = sum(1 for r in plan.existing.records if (r.name, r._type) in before.pairs)
+    owned_existing = sum(1 for r in plan.existing.records if before.owns((r.name, r._type)))
     if deletes and deletes > DELETE_THRESHOLD * max(owned_existing, 1):
         violations.append(
             f"deletes {deletes} of the product's {owned_existing} record sets in the zone "

@@ -5,7 +5,8 @@ What the product owns in a zone is written into the zone itself, in one TXT reco
 checkout, knows what an earlier run wrote, so that a removed declaration removes exactly what it
 had published. Its values (one per owned set, each short):
 
-- ``owns <TYPE> <name>``: the whole (name, type) set is ours;
+- ``owns <TYPE> <name>``: the whole (name, type) set is ours; ``owns TXT *._report._dmarc``
+  covers every name under ``_report._dmarc`` (platform zones: one value, not one per customer);
 - ``spf <name> <mechanism>``: the TXT set at ``<name>`` is the customer's; we own only this
   mechanism inside its one ``v=spf1`` value (``<name>`` is ``@`` at the apex).
 
@@ -51,6 +52,15 @@ class Claim:
 
     pairs: frozenset[Pair] = frozenset()
     spf: frozenset[tuple[str, str]] = frozenset()  # (relative name, mechanism)
+
+    def owns(self, pair: Pair) -> bool:
+        """Whether the claim covers ``pair``; a ``*.suffix`` name covers every name below it."""
+        if pair in self.pairs or (pair == (MARKER_NAME, "TXT") and (self.pairs or self.spf)):
+            return True
+        name, rtype = pair
+        return any(
+            n.startswith("*.") and t == rtype and name.endswith(n[1:]) for n, t in self.pairs
+        )
 
     @property
     def spf_names(self) -> frozenset[str]:
@@ -126,16 +136,14 @@ class Ownership(BaseProcessor):  # type: ignore[misc]
     ) -> tuple[Any, Any]:
         wanted = claim_of(desired)
         before = claim_of(existing)
-        owned = wanted.pairs | before.pairs | {(MARKER_NAME, "TXT")}
-        if not wanted.pairs and not wanted.spf and not before.pairs and not before.spf:
-            owned = frozenset()  # a zone we never wrote: every record is the customer's
+        claim = wanted | before  # a zone we never wrote has an empty claim: nothing is ours
         spf_names = wanted.spf_names | before.spf_names
         desired_by_pair = {(r.name, r._type): r for r in desired.records}
         for record in existing.records:
             pair = (record.name, record._type)
-            if record._type == "TXT" and record.name in spf_names and pair not in owned:
+            if record._type == "TXT" and record.name in spf_names and not claim.owns(pair):
                 continue  # merged below
-            if pair not in owned:
+            if not claim.owns(pair):
                 desired.add_record(record.copy(zone=desired), replace=True, lenient=True)
         existing_by_pair = {(r.name, r._type): r for r in existing.records}
         for name in sorted(spf_names):

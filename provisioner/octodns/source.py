@@ -30,6 +30,13 @@ from provisioner.octodns.ownership import MARKER_NAME, Claim, marker_data
 
 SUPPORTED_TYPES = frozenset({"TXT", "CNAME", "MX"})
 
+# Platform-zone records, one per institution: claimed by pattern, so the marker stays one short
+# value however many institutions there are, and a removed institution's records still match.
+PATTERNS: dict[Role, tuple[str, str]] = {
+    Role.DMARC_REPORT_AUTH: ("*._report._dmarc", "TXT"),
+    Role.DKIM_KEY: ("*._domainkey", "TXT"),
+}
+
 
 def claim_for(records: Iterable[Record], platform: Platform) -> Claim:
     """What the product owns in one zone, given that zone's managed records.
@@ -42,6 +49,8 @@ def claim_for(records: Iterable[Record], platform: Platform) -> Claim:
     for record in records:
         if record.role is Role.SPF and record.type == "TXT":
             spf.add((record.name, f"include:{platform.spf_include}".lower()))
+        elif record.role in PATTERNS:
+            pairs.add(PATTERNS[record.role])
         else:
             pairs.add((record.name, record.type))
     return Claim(frozenset(pairs), frozenset(spf))

@@ -24,13 +24,17 @@ from provisioner.model import Target
 YAML_PROVIDER = "octodns.provider.yaml.YamlProvider"
 PATH_OPTIONS = frozenset({"directory"})
 
-# octoDNS's YamlProvider flips escaped_semicolons' default in 2.0. The product writes plain ';'
-# (what a resolver returns and what 2.0 will do), unless a target says otherwise.
-# Files hold no root NS record, so octoDNS's warning about its absence is noise there.
-YAML_DEFAULTS: Mapping[str, Any] = {
-    "escaped_semicolons": False,
-    "enforce_order": False,
-    "root_ns_warnings": False,
+# Defaults per provider class, each overridden by the target's own options:
+# - octoDNS's YamlProvider flips escaped_semicolons' default in 2.0. The product writes plain ';'
+#   (what a resolver returns and what 2.0 will do) rather than depend on either default.
+# - The product never manages root NS records, so octoDNS's warning about their absence is noise.
+# - octodns-powerdns probes the server's config for LUA records on first use; the product writes
+#   none, so the probe (an extra request and a warning) is skipped.
+DEFAULTS: Mapping[str, Mapping[str, Any]] = {
+    YAML_PROVIDER: {"escaped_semicolons": False, "enforce_order": False,
+                    "root_ns_warnings": False},
+    "octodns_powerdns.PowerDnsProvider": {"enable_dynamic": False, "root_ns_warnings": False},
+    "octodns_route53.Route53Provider": {"root_ns_warnings": False},
 }
 
 
@@ -41,8 +45,7 @@ def _fail(target: Target, code: str, message: str, hint: str = "") -> InvalidInp
 def provider_kwargs(target: Target, root: Path) -> dict[str, Any]:
     """The keyword arguments for the provider; raises InvalidInput naming the target."""
     kwargs: dict[str, Any] = {}
-    if target.provider_class == YAML_PROVIDER:
-        kwargs.update(YAML_DEFAULTS)
+    kwargs.update(DEFAULTS.get(target.provider_class, {}))
     for key, value in target.options.items():
         if isinstance(value, str) and value.startswith("env/"):
             name = value[4:]

@@ -1,0 +1,169 @@
+"""plan and apply against a real PowerDNS: the customer's records survive, ours answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from provisioner.config import load_project
+from provisioner.octodns import engine
+from tests.octodns_project import answer, checksum_of, declare, run, txt_strings, write_project
+from tests.servers import PdnsServer, pdns, pdns_server  # noqa: F401 - fixtures
+
+RUAS = [f"mailto:dmarc-aggregate-{i}@reports.mosamuseum.com" for i in range(6)]
+DMARC = ("v=DMARC1; p=quarantine; rua=" + ",".join(RUAS) + ",mailto:reports@dmarc.secutix.com")
+
+# The customer's zone before the platform arrives, as PowerDNS stores it.
+CUSTOMER = [
+    ("www", "A", 300, ["192.0.2.10"]),
+    ("", "MX", 3600, ["10 mx1.mosa-mail.example."]),
+    ("", "TXT", 300, ['"google-site-verification=Zx81-abc_123"',
+                      '"v=spf1 include:_spf.google.com ~all"']),
+    ("google._domainkey", "TXT", 3600, ['"v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNAD"']),
+]
+
+MOSA = """
+    institution: mosa
+    name: Mosa Museum
+    domains:
+      mosamuseum.com:
+        dns: managed
+        target: powerdns
+        spf:
+          include: [_spf.google.com]
+        dmarc:
+          policy: quarantine
+          rua: [{ruas}]
+        return_path: mail
+    """.format(ruas=", ".join(RUAS))
+
+
+def _setup(tmp_path: Path, server: PdnsServer) -> Path:
+    write_project(tmp_path, {"powerdns": server.target_options()}, default="powerdns")
+    declare(tmp_path, "mosa", MOSA)
+    server.create_zone("mosamuseum.com", CUSTOMER)
+    return tmp_path
+
+
+def _customer_view(server: PdnsServer) -> dict[tuple[str, str], tuple[int, tuple[str, ...]]]:
+    keep = {("www", "A"), ("", "MX"), ("google._domainkey", "TXT")}
+    return {k: v for k, v in server.rrsets("mosamuseum.com").items() if k in keep}
+
+
+def test_apply_keeps_customer_records_and_publishes_ours(
+    tmp_path: Path, pdns: PdnsServer, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    root = _setup(tmp_path, pdns)
+    before = _customer_view(pdns)
+    planned = run(root, capsys, "plan", "--detailed-exitcode")
+    assert planned.code == 2, planned.err
+    assert "www" not in planned.out and "google._domainkey" not in planned.out
+    applied = run(root, capsys, "apply", "--checksum", checksum_of(planned.out))
+    assert applied.code == 0, applied.err
+
+    assert _customer_view(pdns) == before  # byte for byte, TTLs included
+    apex_ttl, apex = pdns.rrsets("mosamuseum.com")[("", "TXT")]
+    assert apex_ttl == 300
+    assert apex == ('"google-site-verification=Zx81-abc_123"',
+                    '"v=spf1 include:_spf.google.com include:spf.secutix.com ~all"')
+
+    port = pdns.dns_port
+    assert txt_strings(port, "mosamuseum.com.") == [
+        "google-site-verification=Zx81-abc_123",
+        "v=spf1 include:_spf.google.com include:spf.secutix.com ~all",
+    ]
+    assert len(DMARC) > 255  # split into strings on the wire, one value to a resolver
+    assert txt_strings(port, "_dmarc.mosamuseum.com.") == [DMARC]
+    assert all(len(s) <= 255 for rd in answer(port, "_dmarc.mosamuseum.com.", "TXT")
+               for s in rd.strings)
+    assert [str(rd.target) for rd in answer(port, "stxsel1._domainkey.mosamuseum.com.",
+                                            "CNAME")] == ["sel1-mosa._domainkey.dkim.secutix.com."]
+    assert [(rd.preference, str(rd.exchange)) for rd in answer(port, "mail.mosamuseum.com.",
+                                                                 "MX")] == [
+        (10, "bounce.secutix.com.")]
+    assert txt_strings(port, "mail.mosamuseum.com.") == ["v=spf1 include:spf.secutix.com -all"]
+    assert txt_strings(port, "google._domainkey.mosamuseum.com.") == [
+        "v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNAD"]
+    # The platform zone was created and authorises the reports (RFC 7489 §7.1).
+    assert txt_strings(port, "mosamuseum.com._report._dmarc.dmarc.secutix.com.") == ["v=DMARC1"]
+
+    again = run(root, capsys, "plan", "--detailed-exitcode")
+    assert again.code == 0, again.out + again.err
+    assert "no changes" in again.out
+
+
+def test_removed_declaration_removes_exactly_what_it_owned(
+    tmp_path: Path, pdns: PdnsServer, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    root = _setup(tmp_path, pdns)
+    original = pdns.rrsets("mosamuseum.com")
+    assert run(root, capsys, "apply").code == 0
+    (root / "zones" / "mosa.yaml").unlink()
+
+    planned = run(root, capsys, "plan", "--format", "json")
+    assert planned.code == 0, planned.err
+    zones = {z["zone"]: z for z in planned.json()["zones"]}
+    removed = {(c["name"], c["type"], c["action"]) for c in zones["mosamuseum.com."]["changes"]}
+    assert removed == {
+        ("", "TXT", "update"), ("_dmarc", "TXT", "delete"), ("mail", "MX", "delete"),
+        ("mail", "TXT", "delete"), ("stxsel1._domainkey", "CNAME", "delete"),
+        ("stxsel2._domainkey", "CNAME", "delete"), ("_mailauth-owner", "TXT", "delete"),
+    }
+    assert zones["mosamuseum.com."]["needs_force"]
+
+    refused = run(root, capsys, "apply")
+    assert refused.code == 1 and "--force" in refused.err
+    assert ("_dmarc", "TXT") in pdns.rrsets("mosamuseum.com")  # nothing was applied
+
+    assert run(root, capsys, "apply", "--force").code == 0
+    after = pdns.rrsets("mosamuseum.com")
+    assert {k: v for k, v in after.items() if k[1] != "SOA"} == {
+        k: v for k, v in original.items() if k[1] != "SOA"}
+    assert ("mosamuseum.com._report._dmarc", "TXT") not in pdns.rrsets("dmarc.secutix.com")
+    assert run(root, capsys, "plan", "--detailed-exitcode").code == 0
+
+
+def test_interrupted_apply_converges(
+    tmp_path: Path, pdns: PdnsServer, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    root = _setup(tmp_path, pdns)
+    declare(root, "lyon", """
+        institution: lyon
+        name: Lyon Jazz
+        domains:
+          lyonjazz.fr:
+            dns: managed
+        """)
+    pdns.create_zone("lyonjazz.fr", [("www", "A", 300, ["192.0.2.20"])])
+    project = load_project(root / "provisioner.yaml")
+    planned = engine.plan(project.records(), project.platform, project.root)
+    assert len(planned.octodns_plans) == 3
+
+    def kill_after_first(zone: str, target: str, count: int) -> None:
+        pdns.kill()
+
+    applied = engine.apply(planned, on_applied=kill_after_first)
+    assert len(applied.applied) == 1 and not applied.ok
+    assert all(p.code == "apply.target-error" for p in applied.problems)
+
+    pdns.start()
+    again = run(root, capsys, "plan", "--detailed-exitcode")
+    assert again.code == 2  # the zones the kill cut off
+    assert run(root, capsys, "apply").code == 0
+    assert run(root, capsys, "plan", "--detailed-exitcode").code == 0
+    assert pdns.rrsets("lyonjazz.fr")[("www", "A")] == (300, ("192.0.2.20",))
+
+
+def test_missing_institution_zone_is_an_error(
+    tmp_path: Path, pdns: PdnsServer, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    write_project(tmp_path, {"powerdns": pdns.target_options()}, default="powerdns")
+    declare(tmp_path, "mosa", MOSA)
+    result = run(tmp_path, capsys, "plan")
+    assert result.code == 1
+    assert "zones/mosa.yaml:" in result.err and "[plan.zone-missing]" in result.err
+    assert "mosamuseum.com. does not exist on target powerdns" in result.err
+    assert "Traceback" not in result.err
+    assert len([line for line in result.err.splitlines() if "mosamuseum.com" in line]) == 1
+    assert "mosamuseum.com." not in pdns.zones()
