@@ -95,8 +95,10 @@ def load_project(config_path: Path, files: Sequence[Path] | None = None) -> Proj
     problems: list[Problem] = []
     platform = _load_platform(config_path, root, problems)
     paths = sorted(zones_dir.glob("*.yaml")) if zones_dir.is_dir() else []
-    known = {p.resolve() for p in paths} | {config_path.resolve()}
-    paths.extend(f for f in files or () if f.resolve() not in known)
+    shown_as = {p: f"{ZONES_DIR}/{p.name}" for p in paths}
+    if files:
+        known = {p.resolve() for p in paths} | {config_path.resolve()}
+        paths.extend(f for f in files if f.resolve() not in known)
     if not zones_dir.is_dir():
         problems.append(
             Problem(
@@ -109,7 +111,8 @@ def load_project(config_path: Path, files: Sequence[Path] | None = None) -> Proj
         )
     institutions: list[Institution] = []
     for path in paths:
-        inst = _load_institution(path, display_path(path, root), platform, problems)
+        file = shown_as.get(path) or display_path(path, root)
+        inst = _load_institution(path, file, platform, problems)
         if inst is not None:
             institutions.append(inst)
     problems.extend(rules.check_institutions(platform, institutions))

@@ -7,6 +7,7 @@ consumer (text, JSON, the octoDNS source, golden files) sees one stable order.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from operator import attrgetter
 
 from provisioner.model import (
     DmarcPolicy,
@@ -198,5 +199,5 @@ def expand(platform: Platform, institutions: Iterable[Institution]) -> tuple[Rec
         for dom in inst.domains:
             out.extend(_domain_records(platform, inst, dom))
     out.extend(_platform_records(platform, institutions))
-    out.sort(key=lambda r: r.key)
+    out.sort(key=attrgetter("zone", "name", "type"))
     return tuple(out)

@@ -70,7 +70,8 @@ def check_records(records: Iterable[Record]) -> list[Problem]:
     by_key: dict[tuple[str, str, str], Record] = {}
     types_at: dict[tuple[str, str], list[Record]] = defaultdict(list)
     for rec in records:
-        first = by_key.get(rec.key)
+        key = (rec.zone, rec.name, rec.type)
+        first = by_key.get(key)
         if first is not None:
             problems.append(
                 Problem(
@@ -82,7 +83,7 @@ def check_records(records: Iterable[Record]) -> list[Problem]:
                 )
             )
             continue
-        by_key[rec.key] = rec
+        by_key[key] = rec
         types_at[(rec.zone, rec.name)].append(rec)
         for value in rec.values:
             if isinstance(value, str) and rec.type == "TXT":

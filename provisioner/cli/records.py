@@ -33,8 +33,12 @@ def run(args: argparse.Namespace) -> int:
     records = project.records()
     out = sys.stdout
     if args.format == "json":
-        json.dump([r.to_json() for r in records], out, indent=2, ensure_ascii=False)
-        out.write("\n")
+        # One record per line: readable, diffable, and far faster than indent= at 10,000s.
+        out.write(
+            "[\n"
+            + ",\n".join(json.dumps(r.to_json(), ensure_ascii=False) for r in records)
+            + "\n]\n"
+        )
     elif args.format == "bind":
         out.write("\n".join(zone_file_lines(records)))
     else:
