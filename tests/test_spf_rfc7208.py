@@ -26,6 +26,7 @@ import yaml
 from provisioner.spf import NXDomain, SpfResult, TempError, check_host
 
 SUITE = Path(__file__).parent / "data" / "rfc7208" / "rfc7208-tests.yml"
+_KINDS = frozenset({"TXT", "SPF", "A", "AAAA", "MX", "PTR", "CNAME"})
 
 
 class ZoneResolver:
@@ -42,6 +43,8 @@ class ZoneResolver:
                     records.append(("TIMEOUT", None))
                     continue
                 ((rtype, value),) = entry.items()
+                # Fail loudly on an entry this double does not model (e.g. a future "RCODE").
+                assert rtype in _KINDS, f"{name}: unsupported zonedata entry {entry!r}"
                 if rtype == "TXT":
                     has_txt = True
                 if rtype == "SPF":

@@ -9,10 +9,7 @@ from provisioner.spf.evaluate import (
     MAX_MX_NAMES,
     MAX_PTR_NAMES,
     MAX_VOID_LOOKUPS,
-    NXDomain,
-    Resolver,
     SpfResult,
-    TempError,
     check_host,
 )
 from provisioner.spf.parse import (
@@ -23,6 +20,7 @@ from provisioner.spf.parse import (
     is_spf,
     parse,
 )
+from provisioner.spf.resolver import NXDomain, Resolver, TempError
 
 __all__ = [
     "MAX_LOOKUPS",

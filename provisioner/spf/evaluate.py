@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Any, Protocol
+from typing import Any
 
 from provisioner.spf.macro import EXP_LETTERS, MacroError, MacroString, expand, parse_macro_string
 from provisioner.spf.parse import (
@@ -21,6 +21,7 @@ from provisioner.spf.parse import (
     compile_record,
     is_spf,
 )
+from provisioner.spf.resolver import NXDomain, Resolver, TempError
 
 #: §4.6.4 limits.
 MAX_LOOKUPS = 10
@@ -29,27 +30,6 @@ MAX_MX_NAMES = 10
 MAX_PTR_NAMES = 10
 
 _QUALIFIERS = {"+": "pass", "-": "fail", "~": "softfail", "?": "neutral"}
-
-
-class NXDomain(Exception):
-    """Raised by a resolver when the queried name does not exist (RCODE 3)."""
-
-
-class TempError(Exception):
-    """Raised by a resolver for a timeout, SERVFAIL or any other transient DNS failure."""
-
-
-class Resolver(Protocol):
-    """What check_host() needs from DNS.
-
-    ``name`` is an absolute name without the trailing dot, in any letter case. Answers: for
-    "TXT" one str per RR (its strings joined with nothing between), "A"/"AAAA" address str,
-    "MX" (preference, exchange) tuples, "PTR" names. Raise :class:`NXDomain` for a name that
-    does not exist (an empty list means NODATA) and :class:`TempError` for a timeout or SERVFAIL.
-    CNAMEs are followed by the resolver.
-    """
-
-    def query(self, name: str, rdtype: str) -> list[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
