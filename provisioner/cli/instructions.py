@@ -1,4 +1,4 @@
-"""`provisioner instructions CODE`: placeholder until it is built."""
+"""`provisioner instructions CODE`: exact steps for an institution's DNS administrator."""
 
 from __future__ import annotations
 
@@ -6,13 +6,37 @@ import argparse
 import sys
 from typing import Any
 
+from provisioner import instructions
+from provisioner.cli.common import EXIT_ERROR, EXIT_OK, load, select_institution
+
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    p = subparsers.add_parser("instructions", parents=[common], help="(not built yet)")
-    p.add_argument("code")
+    p = subparsers.add_parser(
+        "instructions",
+        parents=[common],
+        help="the records an institution's DNS administrator must publish",
+        description="Print what an institution's DNS administrator types into the DNS host: "
+        "host, type, value and TTL of each record, with the usual mistakes to avoid.",
+    )
+    p.add_argument("code", metavar="CODE", help="the institution code")
+    p.add_argument("--format", choices=("markdown", "html", "bind"), default="markdown")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("provisioner: 'instructions' is not built yet", file=sys.stderr)
-    return 1
+    project = load(args)
+    if project is None:
+        return EXIT_ERROR
+    narrowed = select_institution(project, args.code)
+    if narrowed is None:
+        return EXIT_ERROR
+    inst = narrowed.institutions[0]
+    records = narrowed.records()
+    if args.format == "html":
+        text = instructions.html_page(project.platform, inst, records)
+    elif args.format == "bind":
+        text = instructions.bind(inst, records)
+    else:
+        text = instructions.markdown(project.platform, inst, records)
+    sys.stdout.write(text)
+    return EXIT_OK
