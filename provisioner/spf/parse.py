@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Address, IPv6Network
 
+from provisioner.errors import ProvisionerError
 from provisioner.spf.macro import (
     DOMAIN_LETTERS,
     EXP_LETTERS,
@@ -41,7 +42,7 @@ _IP6_CHARS = re.compile(r"[0-9A-Fa-f:.]+")
 TOPLABEL = re.compile(r"[A-Za-z0-9]*[A-Za-z][A-Za-z0-9]*|[A-Za-z0-9]+-[A-Za-z0-9-]*[A-Za-z0-9]")
 
 
-class SpfSyntaxError(ValueError):
+class SpfSyntaxError(ProvisionerError, ValueError):
     """A record that check_host() must answer with "permerror" (§4.6, §4.6.1).
 
     ``position`` is the 0-based offset in ``record`` where the problem is, ``term`` the term
