@@ -20,6 +20,8 @@ import pytest
 
 from provisioner.cli import main
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
 PLATFORM = """\
 platform:
   name: SECUTIX
