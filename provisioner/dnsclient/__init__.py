@@ -106,11 +106,9 @@ class DnsClient:
             self._cache.update(self.engine.run(wanted))
         return self._cache
 
-    def recursive_server(self) -> Server | None:
-        """Where names outside every known zone are asked (the override, else a resolver)."""
-        if self.nameservers:
-            return self.nameservers[0]
-        return self.resolvers[0] if self.resolvers else None
+    def recursive_servers(self) -> tuple[Server, ...]:
+        """Where names outside every known zone are asked (the override, else resolvers)."""
+        return self.nameservers or self.resolvers
 
     def delegations(self, zones: Iterable[str]) -> Mapping[str, Delegation]:
         """Each zone's authoritative servers: the override, or NS then A/AAAA by recursion."""
@@ -119,11 +117,11 @@ class DnsClient:
             for zone in zones:
                 self._delegations[zone] = Delegation(zone, self.nameservers)
             return self._delegations
-        resolver = self.recursive_server()
-        if resolver is None:
+        if not self.resolvers:
             for zone in zones:
                 self._delegations[zone] = Delegation(zone, (), UNREACHABLE)
             return self._delegations
+        resolver = self.resolvers[0]
         answers = self.lookup_many(Query(resolver, z, "NS") for z in zones)
         hosts = {h for z in zones for h in answers[Query(resolver, z, "NS")].values}
         addresses = self.lookup_many(

@@ -134,7 +134,7 @@ def check_dmarc(view: View, name: str, expected_text: str, ctx: DmarcContext) ->
         if not any(is_dmarc(str(v)) for v in auth.values):
             ours = auth_name in ctx.published_authorisations
             return CheckResult("dmarc", name, Status.PENDING if ours else Status.FAILED,
-                               auth.reason or "not-authorised",
+                               auth.reason if ours else "not-authorised",
                                f"{host} has not authorised reports for {ctx.domain}: no v=DMARC1 "
                                f"at {auth_name} (RFC 7489 §7.1)", expected, found)
     return success("dmarc", name, f"p={tags['p']}", expected, found, tuple(warnings))

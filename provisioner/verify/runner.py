@@ -79,7 +79,8 @@ def plan(records: Iterable[Record], platform: Platform) -> list[DomainPlan]:
 class _Router:
     """Which server answers a name, as seen from server ``index`` of the domain's zone."""
 
-    def __init__(self, delegations: Mapping[str, Delegation], fallback: Server | None) -> None:
+    def __init__(self, delegations: Mapping[str, Delegation],
+                 fallback: tuple[Server, ...]) -> None:
         self.delegations = delegations
         self.fallback = fallback
         self._zone_of: dict[str, str | None] = {}
@@ -93,21 +94,25 @@ class _Router:
             self._zone_of[name] = zone
         return zone
 
-    def route(self, home: str, index: int, name: str) -> Server | str:
+    def route(self, home: str, index: int, name: str) -> tuple[Server, ...] | str:
+        """The home zone's ``index``-th server alone; for other zones, all of theirs in order
+        (the next one is asked when one fails)."""
         zone = self.zone_of(name)
         if zone is None:
             return self.fallback or "unreachable"
         servers = self.delegations[zone].servers
         if not servers:
             return self.delegations[zone].status
-        return servers[index] if zone == home and index < len(servers) else servers[0]
+        if zone == home and index < len(servers):
+            return (servers[index],)
+        return servers
 
 
 def run_plans(plans: list[DomainPlan], platform: Platform, client: DnsClient) -> list[DomainReport]:
     """One pass of every check of every plan, against every authoritative server."""
     zones = {p.zone for p in plans} | {fqdn(z) for z in platform.platform_zones}
     delegations = client.delegations(zones)
-    router = _Router(delegations, client.recursive_server())
+    router = _Router(delegations, client.recursive_servers())
     tasks: list[tuple[int, int, str, View, Check]] = []
     for pi, p in enumerate(plans):
         servers = delegations[p.zone].servers

@@ -27,7 +27,7 @@ class Miss(Exception):  # control flow between a view and the runner; never esca
         self.query = query
 
 
-Route = Callable[[str], "Server | str"]  # a server, or the status of a zone without any
+Route = Callable[[str], "tuple[Server, ...] | str"]  # servers to try, or why there are none
 Lookup = Callable[[Query], "Answer | None"]
 
 
@@ -46,13 +46,18 @@ class View:
     def answer(self, name: str, rdtype: str) -> Answer:
         """The answer to ``name``/``rdtype`` (no CNAME chasing beyond the answer section)."""
         name = fqdn(name)
-        server = self._route(name)
-        if isinstance(server, str):
-            return Answer(Query(_NOWHERE, name, rdtype), server)
-        query = Query(server, name, rdtype)
-        found = self._lookup(query)
-        if found is None:
-            raise Miss(query)
+        servers = self._route(name)
+        if isinstance(servers, str):
+            return Answer(Query(_NOWHERE, name, rdtype), servers)
+        found: Answer | None = None
+        for server in servers:
+            query = Query(server, name, rdtype)
+            found = self._lookup(query)
+            if found is None:
+                raise Miss(query)
+            if not found.temporary:
+                break
+        assert found is not None  # a route has at least one server
         return found
 
     def follow(self, name: str, rdtype: str) -> tuple[Answer, tuple[str, ...]]:

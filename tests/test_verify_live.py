@@ -1,0 +1,431 @@
+"""`provisioner verify` against a real PowerDNS: one zone per failure class, and a healthy one.
+
+Each test publishes what a DNS administrator might have typed for the sample institution
+``mosa`` (mosamuseum.com), runs the command as a user does, and reads the check a user would
+look at: its status and its reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from provisioner.config import load_project
+from provisioner.dnsclient import Server
+from provisioner.verify import verify_records
+from tests.conftest import Project, cli
+from tests.pdns_local import PowerDNS, clear
+
+Rows = list[tuple[str, str, str]]
+DKIM_ZONE = "dkim.secutix.com"
+
+
+def rsa_key(bits: int) -> str:
+    """A public key of ``bits`` bits (under 1024 only a modulus: cryptography makes none)."""
+    if bits < 1024:
+        key = rsa.RSAPublicNumbers(65537, (1 << (bits - 1)) | 0xF00D1).public_key()
+    else:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=bits).public_key()
+    return base64.b64encode(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+                            ).decode()
+
+
+KEY_2048 = rsa_key(2048)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PowerDNS]:
+    pdns = PowerDNS(tmp_path_factory.mktemp("pdns-verify")).start()
+    yield pdns
+    pdns.stop()
+
+
+@pytest.fixture
+def dns(server: PowerDNS) -> Iterator[PowerDNS]:
+    clear(server)
+    yield server
+    clear(server)
+
+
+def healthy(key: str = KEY_2048) -> dict[str, Rows]:
+    """Zones as a careful administrator publishes them for ``mosa`` (and the platform's)."""
+    return {
+        "mosamuseum.com": [
+            ("", "TXT", "v=spf1 include:spf.secutix.com ~all"),
+            ("", "MX", "10 mx.mosamuseum.com."),
+            ("stxsel1._domainkey", "CNAME", "sel1-mosa._domainkey.dkim.secutix.com."),
+            ("stxsel2._domainkey", "CNAME", "sel2-mosa._domainkey.dkim.secutix.com."),
+            ("_dmarc", "TXT", "v=DMARC1; p=none; "
+             "rua=mailto:dmarc@mosamuseum.com,mailto:reports@dmarc.secutix.com"),
+        ],
+        "secutix.com": [("spf", "TXT", "v=spf1 ip4:192.28.148.112 -all")],
+        DKIM_ZONE: [(f"sel{i}-mosa._domainkey", "TXT", f"v=DKIM1; k=rsa; p={key}")
+                    for i in (1, 2)],
+        "dmarc.secutix.com": [("mosamuseum.com._report._dmarc", "TXT", "v=DMARC1")],
+    }
+
+
+def publish(dns: PowerDNS, zones: dict[str, Rows]) -> None:
+    dns.add_zones(zones.items())
+
+
+def change(zones: dict[str, Rows], zone: str, name: str, rtype: str,
+           *values: str) -> dict[str, Rows]:
+    """The zones with (name, rtype) replaced by ``values`` (none: removed)."""
+    rows = [r for r in zones[zone] if (r[0], r[1]) != (name, rtype)]
+    zones[zone] = rows + [(name, rtype, v) for v in values]
+    return zones
+
+
+def mosa_project(project: Project, extra: str = "") -> Project:
+    project.zone("mosa", f"""
+        institution: mosa
+        name: Mosa Museum
+        domains:
+          mosamuseum.com:
+            dns: managed
+            dmarc:
+              policy: none
+              rua: [mailto:dmarc@mosamuseum.com]
+        {extra}
+    """)
+    for other in project.zones.glob("*.yaml"):
+        if other.stem != "mosa":
+            other.unlink()
+    return project
+
+
+def verify(project: Project, capsys: pytest.CaptureFixture[str], *servers: str) -> dict[str, dict]:
+    """Run ``verify --format json``; the checks by (check, name) and the exit code."""
+    args = [a for s in servers for a in ("--nameserver", s)]
+    result = cli(project, capsys, "verify", *args, "--timeout", "0.3", "--format", "json")
+    assert result.code != 1, result.err
+    report = json.loads(result.out)
+    checks = {f"{c['check']} {c['name']}": c for d in report["domains"] for c in d["checks"]}
+    checks["exit"] = {"code": result.code}
+    return checks
+
+
+def status(checks: dict[str, dict], key: str) -> tuple[str, str]:
+    return checks[key]["status"], checks[key]["reason"]
+
+
+SPF = "spf mosamuseum.com"
+SEL1 = "dkim stxsel1._domainkey.mosamuseum.com"
+DMARC = "dmarc _dmarc.mosamuseum.com"
+MX = "mx mosamuseum.com"
+
+
+def test_healthy_zone_succeeds_and_exits_0(dns: PowerDNS, project: Project,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    publish(dns, healthy())
+    checks = verify(mosa_project(project), capsys, dns.address)
+    assert checks.pop("exit")["code"] == 0
+    assert {k: c["status"] for k, c in checks.items()} == {
+        SPF: "success", SEL1: "success", "dkim stxsel2._domainkey.mosamuseum.com": "success",
+        DMARC: "success", MX: "success"}
+    assert checks[SPF]["found"] == ["v=spf1 include:spf.secutix.com ~all"]
+    assert "2048 bits" in checks[SEL1]["message"]
+
+
+def test_nothing_published_is_pending_and_exits_2(dns: PowerDNS, project: Project,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    publish(dns, {"mosamuseum.com": [], **{k: v for k, v in healthy().items()
+                                           if k != "mosamuseum.com"}})
+    checks = verify(mosa_project(project), capsys, dns.address)
+    assert checks["exit"]["code"] == 2
+    assert status(checks, SPF) == ("pending", "NODATA")
+    assert status(checks, SEL1) == ("pending", "NXDOMAIN")
+    assert status(checks, DMARC) == ("pending", "NXDOMAIN")
+    assert checks[SPF]["expected"] == ["v=spf1 include:spf.secutix.com ~all"]
+
+
+def test_zone_the_server_does_not_serve_is_a_temporary_failure(
+        dns: PowerDNS, project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    checks = verify(mosa_project(project), capsys, dns.address)
+    assert status(checks, SPF) == ("temporary_failure", "REFUSED")
+    assert checks["exit"]["code"] == 2
+
+
+def test_two_spf_records_fail(dns: PowerDNS, project: Project,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    publish(dns, change(healthy(), "mosamuseum.com", "", "TXT",
+                        "v=spf1 include:spf.secutix.com ~all", "v=spf1 mx -all"))
+    assert status(verify(mosa_project(project), capsys, dns.address), SPF) == (
+        "failed", "multiple-records")
+
+
+def test_spf_without_the_platform_fails_with_mismatch(
+        dns: PowerDNS, project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    publish(dns, change(healthy(), "mosamuseum.com", "", "TXT", "v=spf1 mx ~all"))
+    checks = verify(mosa_project(project), capsys, dns.address)
+    assert status(checks, SPF) == ("failed", "mismatch")
+    assert "include:spf.secutix.com" in checks[SPF]["message"]
+
+
+def test_customer_mechanisms_beside_ours_still_pass(
+        dns: PowerDNS, project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    zones = change(healthy(), "mosamuseum.com", "", "TXT",
+                   "v=spf1 ip4:203.0.113.0/24 include:spf.secutix.com ~all", "google-site=x")
+    publish(dns, zones)
+    assert status(verify(mosa_project(project), capsys, dns.address), SPF) == ("success", "ok")
+
+
+def test_eleven_dns_lookups_fail_with_lookup_limit(
+        dns: PowerDNS, project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    zones = healthy()
+    terms = " ".join(f"a:h{i}.mosamuseum.com" for i in range(10))
+    change(zones, "mosamuseum.com", "", "TXT", f"v=spf1 {terms} include:spf.secutix.com ~all")
+    zones["mosamuseum.com"] += [(f"h{i}", "A", f"203.0.113.{i}") for i in range(10)]
+    publish(dns, zones)
+    checks = verify(mosa_project(project), capsys, dns.address)
+    assert status(checks, SPF) == ("failed", "lookup-limit")
+
+
+def test_three_void_lookups_fail_with_void_lookup_limit(
+        dns: PowerDNS, project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    terms = " ".join(f"a:gone{i}.mosamuseum.com" for i in range(3))
+    publish(dns, change(healthy(), "mosamuseum.com", "", "TXT",
+                        f"v=spf1 {terms} include:spf.secutix.com ~all"))
+    checks = verify(mosa_project(project), capsys, dns.address)
+    assert status(checks, SPF) == ("failed", "void-lookup-limit")
+
+
+@pytest.mark.parametrize(
+    ("name", "target", "reason"),
+    [
+        ("stxsel1._domainkey.mosamuseum.com.mosamuseum.com.",
+         "sel1-mosa._domainkey.dkim.secutix.com.", "zone-doubled"),
+        ("stxsel1._domainkey", "sel1-mosa._domainkey.dkim.secutix.com.mosamuseum.com.",
+         "missing-trailing-dot"),
+        ("stxsel1._domainkey", "sel1-other._domainkey.dkim.secutix.com.", "mismatch"),
+    ],
+)
+def test_dkim_cname_mistakes_are_named(dns: PowerDNS, project: Project,
+                                       capsys: pytest.CaptureFixture[str], name: str,
+                                       target: str, reason: str) -> None:
+    zones = change(healthy(), "mosamuseum.com", "stxsel1._domainkey", "CNAME")
+    zones["mosamuseum.com"].append((name, "CNAME", target))
+    publish(dns, zones)
+    assert status(verify(mosa_project(project), capsys, dns.address), SEL1) == ("failed", reason)
+
+
+@pytest.mark.parametrize(
+    ("key_text", "reason"),
+    [
+        (f"v=DKIM1; k=rsa; p={rsa_key(512)}", "weak-key"),
+        ("v=DKIM1; k=rsa; p=", "revoked"),
+        ("v=DKIM1; k=rsa; p=not*base64", "syntax"),
+        ("k=rsa; v=DKIM1; p=AAAA", "syntax"),
+    ],
+)
+def test_bad_key_records_fail(dns: PowerDNS, project: Project,
+                              capsys: pytest.CaptureFixture[str], key_text: str,
+                              reason: str) -> None:
+    publish(dns, change(healthy(), DKIM_ZONE, "sel1-mosa._domainkey", "TXT", key_text))
+    assert status(verify(mosa_project(project), capsys, dns.address), SEL1) == ("failed", reason)
+
+
+def test_key_in_literal_quotes_fails(dns: PowerDNS, project: Project,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    key = rsa_key(1024)
+    raw = f'"\\"v=DKIM1; k=rsa; p={key[:150]}" "{key[150:]}\\""'  # as a careless UI stores it
+    publish(dns, change(healthy(), DKIM_ZONE, "sel1-mosa._domainkey", "TXT", raw))
+    assert status(verify(mosa_project(project), capsys, dns.address), SEL1) == ("failed", "quoted")
+
+
+def test_1024_bit_key_succeeds_with_a_warning(dns: PowerDNS, project: Project,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    publish(dns, healthy(key=rsa_key(1024)))
+    checks = verify(mosa_project(project), capsys, dns.address)
+    assert status(checks, SEL1) == ("success", "ok")
+    assert "RFC 8301" in checks[SEL1]["warnings"][0]
+
+
+def test_key_that_is_not_the_platforms_fails(dns: PowerDNS, project: Project) -> None:
+    publish(dns, healthy())
+    loaded = load_project(mosa_project(project).config)
+    platform = replace(loaded.platform, dkim_public_keys={"sel1-mosa": rsa_key(2048)})
+    report = verify_records(loaded.records(), platform, nameservers=[Server.parse(dns.address)])
+    checks = {c.name: c for c in report.domains[0].checks if c.check == "dkim"}
+    assert (checks["stxsel1._domainkey.mosamuseum.com"].reason,
+            checks["stxsel2._domainkey.mosamuseum.com"].reason) == ("key-mismatch", "ok")
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (("v=DMARC1; p=none; rua=mailto:dmarc@mosamuseum.com", "v=DMARC1; p=reject"),
+         ("failed", "multiple-records")),
+        (("v=DMARC1; p=reject; rua=mailto:dmarc@mosamuseum.com,"
+          "mailto:reports@dmarc.secutix.com",), ("failed", "mismatch")),
+        (("v=DMARC1; p=none; pct=150; rua=mailto:dmarc@mosamuseum.com,"
+          "mailto:reports@dmarc.secutix.com",), ("failed", "syntax")),
+        (("v=DMARC1; p=none; np=reject; psd=n; t=y; rua=mailto:dmarc@mosamuseum.com,"
+          "mailto:reports@dmarc.secutix.com",), ("success", "ok")),
+        (("v=DMARC1; p=none; rua=mailto:dmarc@mosamuseum.com,"
+          "mailto:reports@dmarc.secutix.com,mailto:x@reports.example.org",),
+         ("failed", "not-authorised")),
+    ],
+    ids=["two-records", "other-policy", "bad-pct", "rfc9989-tags", "unauthorised-rua"],
+)
+def test_dmarc_record_classes(dns: PowerDNS, project: Project,
+                              capsys: pytest.CaptureFixture[str], values: tuple[str, ...],
+                              expected: tuple[str, str]) -> None:
+    zones = change(healthy(), "mosamuseum.com", "_dmarc", "TXT", *values)
+    zones["example.org"] = []
+    publish(dns, zones)
+    assert status(verify(mosa_project(project), capsys, dns.address), DMARC) == expected
+
+
+def test_platform_report_authorisation_missing_is_pending(
+        dns: PowerDNS, project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    zones = healthy()
+    zones["dmarc.secutix.com"] = []
+    publish(dns, zones)
+    assert status(verify(mosa_project(project), capsys, dns.address), DMARC) == (
+        "pending", "NXDOMAIN")
+
+
+def return_path_project(project: Project) -> Project:
+    project.zone("mosa", """
+        institution: mosa
+        name: Mosa Museum
+        domains:
+          mosamuseum.com:
+            dns: managed
+            return_path: mail
+            dmarc:
+              policy: none
+              rua: [mailto:dmarc@mosamuseum.com]
+              alignment: {spf: strict}
+    """)
+    for other in project.zones.glob("*.yaml"):
+        if other.stem != "mosa":
+            other.unlink()
+    return project
+
+
+def with_return_path(zones: dict[str, Rows], exchange: str) -> dict[str, Rows]:
+    change(zones, "mosamuseum.com", "_dmarc", "TXT", "v=DMARC1; p=none; aspf=s; "
+           "rua=mailto:dmarc@mosamuseum.com,mailto:reports@dmarc.secutix.com")
+    zones["mosamuseum.com"] += [("mail", "MX", f"10 {exchange}"),
+                                ("mail", "TXT", "v=spf1 include:spf.secutix.com -all")]
+    return zones
+
+
+def test_return_path_mx_and_strict_spf_alignment(dns: PowerDNS, project: Project,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    return_path_project(project)
+    publish(dns, with_return_path(healthy(), "bounce.secutix.com."))
+    checks = verify(project, capsys, dns.address)
+    assert status(checks, "mx mail.mosamuseum.com") == ("success", "ok")
+    assert status(checks, "spf mail.mosamuseum.com") == ("success", "ok")
+    assert status(checks, DMARC) == ("success", "ok")
+    assert "SPF can never align" in checks[DMARC]["warnings"][0]
+
+
+def test_return_path_mx_elsewhere_fails(dns: PowerDNS, project: Project,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    return_path_project(project)
+    publish(dns, with_return_path(healthy(), "mx.mosamuseum.com."))
+    checks = verify(project, capsys, dns.address)
+    assert status(checks, "mx mail.mosamuseum.com") == ("failed", "mismatch")
+    assert checks["mx mail.mosamuseum.com"]["found"] == ["10 mx.mosamuseum.com."]
+
+
+def test_sender_domain_without_mx_or_address_warns(dns: PowerDNS, project: Project,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    publish(dns, change(healthy(), "mosamuseum.com", "", "MX"))
+    checks = verify(mosa_project(project), capsys, dns.address)
+    assert status(checks, MX) == ("success", "ok")
+    assert "neither MX nor address" in checks[MX]["warnings"][0]
+    assert checks["exit"]["code"] == 0
+
+
+@pytest.fixture
+def second(tmp_path: Path) -> Iterator[PowerDNS]:
+    pdns = PowerDNS(tmp_path / "second").start()
+    yield pdns
+    pdns.stop()
+
+
+def test_servers_that_disagree_are_reported(dns: PowerDNS, second: PowerDNS, project: Project,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    publish(dns, healthy())
+    publish(second, change(healthy(), "mosamuseum.com", "_dmarc", "TXT"))
+    checks = verify(mosa_project(project), capsys, dns.address, second.address)
+    assert status(checks, DMARC) == ("pending", "servers-disagree")
+    views = {v["server"]: (v["status"], v["reason"]) for v in checks[DMARC]["servers"]}
+    assert views == {dns.address: ("success", "ok"), second.address: ("pending", "NXDOMAIN")}
+    assert status(checks, SPF) == ("success", "ok")
+
+
+@pytest.fixture
+def silent() -> Iterator[str]:
+    """A UDP port that receives and never answers: a server that times out."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    yield f"127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+def test_a_server_that_times_out_does_not_hide_the_others(
+        dns: PowerDNS, silent: str, project: Project,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    publish(dns, healthy())
+    checks = verify(mosa_project(project), capsys, silent, dns.address)
+    views = {v["server"]: (v["status"], v["reason"]) for v in checks[SPF]["servers"]}
+    assert views == {silent: ("temporary_failure", "timeout"), dns.address: ("success", "ok")}
+    assert status(checks, SPF) == ("temporary_failure", "servers-disagree")
+
+
+def test_wait_polls_until_the_records_appear(dns: PowerDNS, project: Project) -> None:
+    loaded = load_project(mosa_project(project).config)
+    publish(dns, {"mosamuseum.com": []})
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the records get published while verify waits
+        pauses.append(seconds)
+        if len(pauses) == 2:
+            clear(dns)
+            publish(dns, healthy())
+
+    report = verify_records(loaded.records(), loaded.platform, wait=60, sleep=sleep,
+                            nameservers=[Server.parse(dns.address)])
+    assert report.ok
+    assert pauses == [1.0, 2.0]
+
+
+def test_junit_and_text_formats(dns: PowerDNS, project: Project,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    publish(dns, change(healthy(), "mosamuseum.com", "_dmarc", "TXT"))
+    mosa_project(project)
+    junit = cli(project, capsys, "verify", "--nameserver", dns.address, "--format", "junit")
+    assert junit.code == 2
+    suite = ET.fromstring(junit.out).find("testsuite")
+    assert suite is not None and suite.get("failures") == "1"
+    failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert failed == ["dmarc _dmarc.mosamuseum.com"]
+    text = cli(project, capsys, "verify", "--nameserver", dns.address)
+    assert text.code == 2
+    line = next(x for x in text.out.splitlines() if "_dmarc.mosamuseum.com" in x)
+    assert line.split()[:5] == ["PENDING", "mosa", "dmarc", "_dmarc.mosamuseum.com", "NXDOMAIN"]
+
+
+@pytest.mark.parametrize("value", ["not a server:x", "127.0.0.1:99999", ""])
+def test_bad_nameserver_is_a_one_line_error(project: Project, capsys: pytest.CaptureFixture[str],
+                                            value: str) -> None:
+    result = cli(project, capsys, "verify", "--nameserver", value)
+    assert result.code == 1
+    assert len(result.err_lines) == 1 and "--nameserver" in result.err
+
