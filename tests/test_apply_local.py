@@ -1,0 +1,64 @@
+"""The embedded default target: the samples plan and apply offline, to files under build/."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tests.conftest import Project, cli
+
+
+def test_samples_plan_apply_and_settle_on_local_files(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    planned = cli(project, capsys, "plan", "--detailed-exitcode")
+    assert planned.code == 2, planned.err
+    assert "mosamuseum.com. on local (new zone)" in planned.out
+    assert "awaiting publication by the institution" in planned.out  # dns: external
+    assert "kunsthaus.ch. on" not in planned.out  # never written
+
+    checksum = planned.out.rsplit("--checksum ", 1)[1].strip()
+    assert cli(project, capsys, "apply", "--checksum", checksum).code == 0
+    files = project.root / "build" / "dns"
+    assert not (files / "kunsthaus.ch.yaml").exists()
+    mosa = yaml.safe_load((files / "mosamuseum.com.yaml").read_text())
+    # Plain ';' in the files (escaped_semicolons: false), as a resolver would return it.
+    assert mosa["_dmarc"]["value"].startswith("v=DMARC1; p=none; rua=")
+
+    again = cli(project, capsys, "plan", "--detailed-exitcode")
+    assert again.code == 0 and again.out.rstrip().endswith("no changes")
+
+
+def test_plan_json_and_markdown(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    out = json.loads(cli(project, capsys, "plan", "--format", "json").out)
+    mosa = next(z for z in out["zones"] if z["zone"] == "mosamuseum.com.")
+    dmarc = next(c for c in mosa["changes"] if c["name"] == "_dmarc")
+    assert dmarc["action"] == "create" and dmarc["after"]["values"][0].startswith("v=DMARC1; ")
+    assert {a["domain"] for a in out["awaiting"]} == {"kunsthaus.ch", "xn--kunsthuser-v5a.ch"}
+    md = cli(project, capsys, "plan", "--format", "markdown", "--institution", "mosa").out
+    assert "#### `mosamuseum.com.` on `local`" in md and "`gtg.ch.` on" not in md
+
+
+def test_changed_plan_is_not_applied(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    planned = cli(project, capsys, "plan")
+    checksum = planned.out.rsplit("--checksum ", 1)[1].strip()
+    text = project.zones.joinpath("mosa.yaml").read_text().replace("policy: none",
+                                                                   "policy: reject")
+    project.zone("mosa", text)
+    result = cli(project, capsys, "apply", "--checksum", checksum)
+    assert result.code == 1 and "[apply.checksum]" in result.err
+    assert not (project.root / "build").exists()
+
+
+def test_unknown_target_class_is_one_located_line(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = project.config.read_text().replace("octodns.provider.yaml.YamlProvider",
+                                                "octodns_nowhere.Provider")
+    project.config.write_text(config)
+    result = cli(project, capsys, "plan")
+    assert result.code == 1 and "Traceback" not in result.err
+    assert any("provisioner.yaml:" in line and "[target.class-unknown]" in line
+               for line in result.err_lines)
