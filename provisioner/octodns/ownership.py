@@ -111,7 +111,7 @@ class ZoneNotes:
     by_zone: dict[str, list[Problem]] = field(default_factory=dict)
 
     def add(self, zone: str, code: str, message: str, origin: Origin) -> None:
-        log.warning("%s: %s", zone, message)
+        log.info("%s: %s", zone, message)  # the CLI reports it as a located warning
         self.by_zone.setdefault(zone, []).append(
             Problem(code, message, origin, severity=Severity.WARNING)
         )
