@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,9 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 @cache
 def schema(name: str) -> dict[str, Any]:
-    """Load ``schemas/<name>.schema.json`` (from the checkout, else from the installed package)."""
-    path = SCHEMA_DIR / f"{name}.schema.json"
-    if path.exists():
-        text = path.read_text(encoding="utf-8")
-    else:  # installed as a wheel: schemas are shipped as package data
-        text = resources.files("provisioner").joinpath(f"schemas/{name}.schema.json").read_text()
+    """Load ``schemas/<name>.schema.json`` of the checkout the package runs from (the product
+    is installed editable from its repository, where operators also point their editors)."""
+    text = (SCHEMA_DIR / f"{name}.schema.json").read_text(encoding="utf-8")
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 
