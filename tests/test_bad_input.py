@@ -432,3 +432,18 @@ def test_missing_config(tmp_path: object, capsys: pytest.CaptureFixture[str]) ->
     code = main(["validate", "--config", "/nonexistent/provisioner.yaml"])
     assert code == 1
     assert "config.missing" in capsys.readouterr().err
+
+
+def test_validate_junit_report(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    import xml.etree.ElementTree as ET
+
+    project.zone("acme", "institution: acme\n")
+    result = cli(project, capsys, "validate", "--format", "junit")
+    assert result.code == 1
+    suite = ET.fromstring(result.out)
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert {"provisioner.yaml", "zones/mosa.yaml", "zones/acme.yaml"} <= set(cases)
+    failure = cases["zones/acme.yaml"].find("failure")
+    assert failure is not None and "schema.required" in (failure.text or "")
+    assert cases["zones/mosa.yaml"].find("failure") is None
+    assert suite.get("failures") == "1"

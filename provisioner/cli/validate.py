@@ -20,6 +20,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="only report on these files")
     p.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    p.add_argument(
+        "--format",
+        choices=("text", "junit"),
+        default="text",
+        help="junit: also print a JUnit XML report on stdout (one test case per file)",
+    )
     p.set_defaults(func=run)
 
 
@@ -35,4 +41,30 @@ def run(args: argparse.Namespace) -> int:
         f"{errors} errors, {warnings} warnings",
         file=sys.stderr,
     )
+    if args.format == "junit":
+        files = [project.config_path, *sorted(project.zones_dir.glob("*.yaml"))]
+        names = [display_path(f, project.root) for f in files]
+        if args.files:
+            names = [display_path(Path(f), project.root) for f in args.files]
+        sys.stdout.write(junit_report(names, project.problems, strict=args.strict))
     return EXIT_ERROR if failed else EXIT_OK
+
+
+def junit_report(files: list[str], problems: tuple[Problem, ...], *, strict: bool) -> str:
+    """JUnit XML as GitLab's test report reads it: a test case per file, failed by its errors."""
+    by_file: dict[str, list[Problem]] = {name: [] for name in files}
+    for problem in problems:
+        by_file.setdefault(problem.origin.file, []).append(problem)
+    suite = ET.Element("testsuite", name="provisioner validate", tests=str(len(by_file)))
+    failures = 0
+    for name, found in by_file.items():
+        case = ET.SubElement(suite, "testcase", classname="validate", name=name)
+        bad = [p for p in found if p.is_error or strict]
+        if bad:
+            failures += 1
+            failure = ET.SubElement(case, "failure", message=f"{len(bad)} problem(s)")
+            failure.text = "\n".join(str(p) for p in bad)
+        elif found:
+            ET.SubElement(case, "system-out").text = "\n".join(str(p) for p in found)
+    suite.set("failures", str(failures))
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
