@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 from provisioner.cli.common import EXIT_ERROR, EXIT_OK, report
-from provisioner.config import load_project
+from provisioner.config import display_path, load_project
+from provisioner.errors import Problem
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
