@@ -96,6 +96,10 @@ class DnsClient:
     def queries_sent(self) -> int:
         return self.engine.sent
 
+    def asked(self) -> tuple[Query, ...]:
+        """Every query answered so far in this client's cache (benchmarks replay them)."""
+        return tuple(self._cache)
+
     def cached(self, query: Query) -> Answer | None:
         return self._cache.get(query)
 

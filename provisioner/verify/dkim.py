@@ -3,7 +3,8 @@
 Common mistakes get their own reasons: ``zone-doubled`` (a relative name typed as absolute,
 ``stxsel1._domainkey.mosamuseum.com.mosamuseum.com``), ``missing-trailing-dot`` (a target typed
 without its final dot, so the zone got appended), ``cname-conflict`` (a CNAME beside other data,
-RFC 1034 §3.6.2), ``quoted`` (literal quotes inside the TXT value).
+RFC 1034 §3.6.2), ``quoted`` (literal quotes inside the TXT value). A CNAME beside other data is
+reported when the server shows both; PowerDNS, like most, serves only the CNAME.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from provisioner.verify.dkimkey import GOOD_RSA_BITS, DkimKeyError, parse_key_re
 from provisioner.verify.results import CheckResult, Status, status_of_lookup, success
 from provisioner.verify.view import View
 
-_IGNORED_TYPES = {"RRSIG", "NSEC", "NSEC3", "HINFO"}
+_IGNORED_TYPES = {"RRSIG", "NSEC", "NSEC3"}
 
 
 def check_dkim(view: View, record: Record, platform: Platform) -> CheckResult:
@@ -21,13 +22,12 @@ def check_dkim(view: View, record: Record, platform: Platform) -> CheckResult:
     target = str(record.values[0]).lower()
     expected = (target,)
     zone = record.zone.rstrip(".")
-    # ANY gives the CNAME and whatever sits beside it in one question; a server that answers
-    # ANY minimally (RFC 8482 §4.2, an HINFO) is asked for the CNAME instead.
-    answer = view.answer(name, "ANY")
+    # TXT rather than CNAME: one question shows the CNAME (and, in-zone, the key behind it),
+    # a key published directly at the selector, and a CNAME that a server serves beside a TXT.
+    # (ANY would show more, but PowerDNS sends it to TCP and others answer it minimally,
+    # RFC 8482.)
+    answer = view.answer(name, "TXT")
     owned = [(t, v) for o, t, v in answer.rrs if o == answer.query.name]
-    if answer.status == "NOERROR" and owned and all(t == "HINFO" for t, _ in owned):
-        answer = view.answer(name, "CNAME")
-        owned = [(t, v) for o, t, v in answer.rrs if o == answer.query.name]
     if answer.temporary:
         return CheckResult("dkim", name, Status.TEMPORARY_FAILURE, answer.status,
                            f"{name}: {answer.status}", expected)
