@@ -25,11 +25,19 @@ def report(problems: Iterable[Problem]) -> None:
         print(problem, file=sys.stderr)
 
 
-def load(args: argparse.Namespace, files: Iterable[str] | None = None) -> Project | None:
-    """Load and check the project; print its problems. None when any of them is an error."""
+def load(
+    args: argparse.Namespace,
+    files: Iterable[str] | None = None,
+    *,
+    institution: str | None = None,
+) -> Project | None:
+    """Load and check the project, narrowed to ``institution`` when given; print its problems.
+    None (after saying why) when any problem is an error or the institution is unknown."""
     project = load_project(Path(args.config), [Path(f) for f in files] if files else None)
     report(project.problems)
-    return project if project.ok else None
+    if not project.ok:
+        return None
+    return select_institution(project, institution)
 
 
 def select_institution(project: Project, code: str | None) -> Project | None:

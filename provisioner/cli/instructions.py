@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from provisioner import instructions
-from provisioner.cli.common import EXIT_ERROR, EXIT_OK, load, select_institution
+from provisioner.cli.common import EXIT_ERROR, EXIT_OK, load
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -24,14 +24,11 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    project = load(args)
+    project = load(args, institution=args.code)
     if project is None:
         return EXIT_ERROR
-    narrowed = select_institution(project, args.code)
-    if narrowed is None:
-        return EXIT_ERROR
-    inst = narrowed.institutions[0]
-    records = narrowed.records()
+    inst = project.institutions[0]
+    records = project.records()
     if args.format == "html":
         text = instructions.html_page(project.platform, inst, records)
     elif args.format == "bind":

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from provisioner.cli.common import EXIT_ERROR, EXIT_OK, load, select_institution
+from provisioner.cli.common import EXIT_ERROR, EXIT_OK, load
 from provisioner.presentation import table_lines, zone_file_lines
 
 
@@ -24,10 +24,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    project = load(args)
-    if project is None:
-        return EXIT_ERROR
-    project = select_institution(project, args.institution)
+    project = load(args, institution=args.institution)
     if project is None:
         return EXIT_ERROR
     records = project.records()
