@@ -167,3 +167,34 @@ def test_missing_institution_zone_is_an_error(
     assert "Traceback" not in result.err
     assert len([line for line in result.err.splitlines() if "mosamuseum.com" in line]) == 1
     assert "mosamuseum.com." not in pdns.zones()
+
+
+@pytest.mark.parametrize("apex", [
+    ['"google-site-verification=Zx81-abc_123"', '"v=spf1 include: ~all"'],
+    ['"v=spf1 ip4:999.1.1.1 ~all"'],
+    ['"v=spf1 include:_spf.google.com ~all"', '"v=spf1 mx -all"'],
+])
+def test_unmergeable_live_spf_refuses_the_zone(
+    tmp_path: Path, pdns: PdnsServer, capsys: pytest.CaptureFixture[str],  # noqa: F811
+    apex: list[str],
+) -> None:
+    write_project(tmp_path, {"powerdns": pdns.target_options()}, default="powerdns")
+    declare(tmp_path, "mosa", MOSA)
+    pdns.create_zone("mosamuseum.com", [*CUSTOMER[:2], ("", "TXT", 300, apex)])
+    before = pdns.rrsets("mosamuseum.com")
+
+    planned = run(tmp_path, capsys, "plan")
+    assert planned.code == 1 and planned.out == ""
+    lines = [line for line in planned.err.splitlines() if "mosamuseum.com" in line]
+    assert len(lines) == 1, planned.err
+    line = lines[0]
+    assert "zones/mosa.yaml:" in line and "[plan.live-spf-invalid]" in line
+    assert "zone mosamuseum.com.:" in line and "repair the record at the DNS host" in line
+    for value in apex:
+        if value.startswith('"v=spf1'):
+            assert repr(value.strip('"')) in line
+
+    applied = run(tmp_path, capsys, "apply", "--force")
+    assert applied.code == 1
+    assert pdns.rrsets("mosamuseum.com") == before  # SOA serial included: nothing written
+    assert "dmarc.secutix.com." not in pdns.zones()  # nor anything else of the refused plan

@@ -15,8 +15,8 @@ from octodns.record import Record as OctoRecord
 from octodns.zone import Zone
 
 from provisioner.octodns.guard import Guard, GuardedPlan, OwnershipViolation, check
-from provisioner.octodns.ownership import MARKER_NAME, Claim, Ownership
-from provisioner.octodns.spfmerge import is_spf, merge
+from provisioner.octodns.ownership import MARKER_NAME, Claim, Ownership, SpfRefused
+from provisioner.octodns.spfmerge import LiveSpfError, is_spf, merge, parse_live
 
 # --- the SPF merge (RFC 7208) -----------------------------------------------------------------
 
@@ -129,3 +129,90 @@ def test_claim_round_trips_and_patterns_cover_names() -> None:
     assert claim.owns(("a.example._report._dmarc", "TXT"))
     assert not claim.owns(("a.example._report._dmarc", "CNAME"))
     assert claim.owns((MARKER_NAME, "TXT")) and not Claim().owns((MARKER_NAME, "TXT"))
+
+
+# --- SPF through the RFC 7208 parser: malformed or several live values are refused -----------
+
+
+@pytest.mark.parametrize(("live", "what"), [
+    ("v=spf1 include: ~all", "empty domain-spec"),
+    ("v=spf1 ip4:999.1.1.1 ~all", "bad ip4-network '999.1.1.1'"),
+    ("v=spf1 mx redirect _spf.example.org", "unknown mechanism 'redirect'"),
+    ("v=spf1 include:_spf.google.com include:_spf.google.com\u00a0~all", "U+00A0"),
+])
+def test_merge_refuses_a_live_value_that_does_not_parse(live: str, what: str) -> None:
+    with pytest.raises(LiveSpfError) as caught:
+        merge(live, "v=spf1 include:spf.secutix.com ~all")
+    message = str(caught.value)
+    assert repr(live) in message and what in message and "permerror" in message
+    assert caught.value.syntax is not None and caught.value.values == (live,)
+    with pytest.raises(LiveSpfError):  # nor is a release written into one
+        merge(live, None, released=["include:spf.secutix.com"])
+
+
+def test_parse_live_refuses_two_spf_values() -> None:
+    with pytest.raises(LiveSpfError, match=r"2 live SPF values .*RFC 7208 §4\.5"):
+        parse_live(["v=spf1 mx ~all", "site=1", "v=spf1 include:_spf.google.com -all"])
+    assert parse_live(["site=1", "v=spf1 mx ~all"]) == "v=spf1 mx ~all"
+    assert parse_live(["site=1", "v=spf10 mx"]) is None
+
+
+def test_merge_compares_parsed_terms_not_words() -> None:
+    # ip4 networks and domains compare by their parts; a macro argument keeps its case.
+    got = merge("v=spf1 -IP4:192.0.2.0/24 exists:%{i}.x.example ~all",
+                "v=spf1 -ip4:192.0.2.0/24 exists:%{I}.x.example include:s.example ~all")
+    assert got.value == ("v=spf1 -IP4:192.0.2.0/24 exists:%{i}.x.example "
+                         "exists:%{I}.x.example include:s.example ~all")
+
+
+def test_merge_with_redirect_keeps_the_redirect_last_and_says_why_no_all() -> None:
+    got = merge("v=spf1 redirect=_spf.example.org exp=explain.example.org",
+                "v=spf1 include:s.example -all")
+    assert got.value == ("v=spf1 include:s.example redirect=_spf.example.org "
+                         "exp=explain.example.org")
+    assert any("redirect=_spf.example.org" in n and "§6.1" in n for n in got.notes)
+    assert got.undeclared == ()  # modifiers are not mechanisms to declare
+    # An all beside the redirect already disables it (§6.1): ours go before that all, as
+    # anywhere else (where a modifier sits does not change evaluation).
+    assert merge("v=spf1 mx redirect=r.example ~all", "v=spf1 include:s.example ~all").value \
+        == "v=spf1 mx redirect=r.example include:s.example ~all"
+    # Releasing ours from a redirecting record keeps the redirect.
+    assert merge("v=spf1 include:s.example redirect=r.example", None,
+                 released=["include:s.example"]).value == "v=spf1 redirect=r.example"
+
+
+def test_merge_notes_a_value_over_the_lookup_limit() -> None:
+    live = "v=spf1 " + " ".join(f"include:s{i}.example" for i in range(10)) + " ~all"
+    got = merge(live, "v=spf1 include:spf.secutix.com ~all")
+    assert any("11 DNS-lookup terms" in n for n in got.notes)
+
+
+@pytest.mark.parametrize("apex", [
+    ["v=spf1 include: ~all", "site-verification=1"],
+    ["v=spf1 mx ~all", "v=spf1 include:_spf.google.com ~all"],
+])
+def test_processor_refuses_the_zone_and_changes_nothing(tmp_path: Path, apex: list[str]) -> None:
+    live = {**CUSTOMER, "": {"type": "TXT", "ttl": 300, "values": apex}}
+    desired = _zone({
+        "": {"type": "TXT", "ttl": 3600, "value": "v=spf1 include:s.example ~all"},
+        MARKER_NAME: MARKER,
+    })
+    with pytest.raises(SpfRefused) as caught:
+        _plan(tmp_path, live, desired)
+    message = str(caught.value)
+    assert message.startswith("zone example.com.: example.com. TXT: ")
+    assert all(repr(v) in message for v in apex if v.startswith("v=spf1"))
+    assert "repair the record at the DNS host" in message and "\n" not in message
+    assert caught.value.zone == "example.com." and caught.value.name == ""
+
+
+def test_guard_still_sees_a_lost_term_of_an_unparsable_value(tmp_path: Path) -> None:
+    # Ownership is bypassed: a plan that rewrites a malformed shared SPF must still be caught.
+    provider = YamlProvider("files", str(tmp_path), escaped_semicolons=False,
+                            enforce_order=False, root_ns_warnings=False)
+    bad = {"type": "TXT", "ttl": 300, "values": ["v=spf1 include: mx ~all"]}
+    provider.apply(provider.plan(_zone({"": bad, MARKER_NAME: MARKER})))
+    plan = provider.plan(_zone({"": {"type": "TXT", "ttl": 300,
+                                     "values": ["v=spf1 include:s.example ~all"]},
+                                MARKER_NAME: MARKER}))
+    assert check(plan) == ("update of @ TXT would drop include:, mx",)

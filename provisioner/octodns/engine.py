@@ -30,7 +30,7 @@ from provisioner.errors import Origin, Problem, Severity
 from provisioner.model import Platform, Record
 from provisioner.octodns.convert import plain_values
 from provisioner.octodns.guard import Guard, GuardedPlan, MissingZone, check
-from provisioner.octodns.ownership import Claim, Ownership, claim_of
+from provisioner.octodns.ownership import Claim, Ownership, SpfRefused, claim_of
 from provisioner.octodns.source import ProvisionerSource
 from provisioner.octodns.targets import build_provider
 
@@ -237,6 +237,17 @@ def plan(
             first = next((r for r in records if r.zone == zone_name), None)
             problems.append(_problem("plan.zone-missing", str(failure),
                                      first.origin if first else target.origin))
+        elif isinstance(failure, SpfRefused):
+            # The fix is at the DNS host, but the declaration that wants the merge is where a
+            # reader of the plan looks: point at the SPF record's origin when there is one.
+            planner.ownership.notes.by_zone.pop(zone_name, None)
+            here = [r for r in records if r.zone == zone_name]
+            spf = next((r for r in here if r.name == failure.name and r.type == "TXT"), None)
+            at = spf or (here[0] if here else None)
+            # Problem, not _problem: the live value is quoted exactly, its spaces included.
+            problems.append(Problem("plan.live-spf-invalid", str(failure),
+                                    at.origin if at else target.origin))
+            continue
         elif failure is not None:
             problems.append(_problem("plan.target-error", f"{zone_name} on {target_name}: "
                                      f"{type(failure).__name__}: {failure}", target.origin))

@@ -31,7 +31,8 @@ from octodns.provider.yaml import YamlProvider  # type: ignore[import-untyped,un
 
 from provisioner.octodns.convert import unescape
 from provisioner.octodns.ownership import Claim, claim_of
-from provisioner.octodns.spfmerge import is_spf
+from provisioner.octodns.spfmerge import TermKey, is_spf, key, mechanism_keys
+from provisioner.spf import SpfSyntaxError, parse
 
 DELETE_THRESHOLD = 0.3
 
@@ -62,11 +63,23 @@ def _txt(record: Any) -> list[str]:
     return [unescape(str(v)) for v in record.values]
 
 
-def _spf_terms(values: Iterable[str]) -> set[str]:
-    out: set[str] = set()
+def _spf_terms(values: Iterable[str]) -> dict[TermKey, str]:
+    """The terms of the SPF values among ``values``, by key, as written.
+
+    A value that does not parse (the ownership processor refuses those, but the guard does not
+    trust it) is taken word by word: each word that parses alone keys as a term, any other by
+    its text, so the guard still sees what would go.
+    """
+    out: dict[TermKey, str] = {}
     for v in values:
-        if is_spf(v):
-            out |= {t.lower().lstrip("+") for t in v.split()[1:]}
+        if not is_spf(v):
+            continue
+        try:
+            out.update((key(t), t.text) for t in parse(v).terms)
+        except SpfSyntaxError:
+            for word in v.split()[1:]:
+                keys = mechanism_keys([word]) or {("text", "", word.lower(), None)}
+                out.update((k, word) for k in keys)
     return out
 
 
@@ -75,10 +88,12 @@ def _shared_spf_kept(old: Any, new: Any | None, mechanisms: frozenset[str]) -> l
     old_values = _txt(old)
     new_values = _txt(new) if new is not None else []
     lost = [v for v in old_values if not is_spf(v) and v not in new_values]
-    theirs = _spf_terms(old_values) - {m.lower().lstrip("+") for m in mechanisms}
+    ours = mechanism_keys(mechanisms)
+    theirs = {k: t for k, t in _spf_terms(old_values).items() if k not in ours}
     kept = _spf_terms(new_values)
     # The all term may be tightened as declared; any other missing term is a loss.
-    lost += sorted(t for t in theirs if t not in kept and t.lstrip("-~?") != "all")
+    lost += sorted(t for k, t in theirs.items()
+                   if k not in kept and not (k[0] == "mechanism" and k[2] == "all"))
     if sum(1 for v in new_values if is_spf(v)) > 1:
         lost.append("(more than one SPF value)")
     return lost

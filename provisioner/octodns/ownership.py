@@ -23,12 +23,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from octodns.processor.base import BaseProcessor  # type: ignore[import-untyped,unused-ignore]
+from octodns.processor.base import (  # type: ignore[import-untyped,unused-ignore]
+    BaseProcessor,
+    ProcessorException,
+)
 from octodns.record import Record as OctoRecord  # type: ignore[import-untyped,unused-ignore]
 
 from provisioner.errors import Origin, Problem, Severity
 from provisioner.octodns.convert import escape, unescape
-from provisioner.octodns.spfmerge import is_spf, merge
+from provisioner.octodns.spfmerge import LiveSpfError, is_spf, merge, parse_live
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +120,25 @@ class ZoneNotes:
         )
 
 
+class SpfRefused(ProcessorException):  # type: ignore[misc]
+    """A zone whose live SPF the product cannot merge into; its plan is refused as a whole.
+
+    ``zone`` is the zone (trailing dot), ``name`` the relative name, ``error`` what is wrong
+    with the live value(s). The message is one line: zone, name, live value, error and the fix.
+    """
+
+    def __init__(self, zone: str, name: str, error: LiveSpfError) -> None:
+        self.zone = zone
+        self.name = name
+        self.error = error
+        fqdn = f"{name}.{zone}" if name else zone
+        super().__init__(
+            f"zone {zone}: {fqdn} TXT: {error}. Nothing in this zone is planned or changed: "
+            "repair the record at the DNS host (one valid v=spf1 value) or remove it, then "
+            "plan again"
+        )
+
+
 class Ownership(BaseProcessor):  # type: ignore[misc]
     """octoDNS processor: leave the customer's records alone, merge the shared SPF sets.
 
@@ -161,18 +183,14 @@ class Ownership(BaseProcessor):  # type: ignore[misc]
         live_values = [unescape(str(v)) for v in live.values] if live else []
         our_values = [unescape(str(v)) for v in ours.values] if ours else []
         our_spf = next((v for v in our_values if is_spf(v)), None)
-        live_spf = [v for v in live_values if is_spf(v)]
         origin = Origin(str(ours.context)) if ours is not None and ours.context else Origin(zone)
-        if len(live_spf) > 1:
-            self.notes.add(
-                zone, "ownership.spf-multiple",
-                f"{_label(name)} TXT holds {len(live_spf)} SPF values (RFC 7208 §4.5 permerror): "
-                "merging into the first, the others are kept for their owner to remove",
-                origin,
-            )
         released = before.spf_mechanisms(name) - wanted.spf_mechanisms(name)
-        result = merge(live_spf[0] if live_spf else None, our_spf, wanted.spf_mechanisms(name),
-                       released)
+        try:
+            live_spf = parse_live(live_values)
+            result = merge(live_spf, our_spf, wanted.spf_mechanisms(name), released)
+        except LiveSpfError as exc:
+            # Raised, not noted: the zone's plan must not exist, so apply cannot write it.
+            raise SpfRefused(desired.decoded_name, name, exc) from None
         for mech in result.undeclared:
             self.notes.add(
                 zone, "ownership.spf-undeclared",
@@ -182,7 +200,7 @@ class Ownership(BaseProcessor):  # type: ignore[misc]
             )
         for note in result.notes:
             self.notes.add(zone, "ownership.spf-note", f"{_label(name)}: {note}", origin)
-        values = [v for v in live_values if not (live_spf and v == live_spf[0])]
+        values = [v for v in live_values if v != live_spf]
         if result.value is not None:
             values.insert(0, result.value)
         if ours is not None:
