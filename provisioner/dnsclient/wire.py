@@ -1,10 +1,25 @@
 """The few parts of the DNS wire format (RFC 1035 §4) that verification needs, built and read fast.
 
-dnspython costs about 40 µs to build and 40 µs to parse one message here; verifying 1,000
-domains a second takes about 10,000 queries a second, so the hot path builds queries from a
-template and reads only the header, the answer section and the owner of an authority SOA.
-Everything else (TCP, the system resolver) goes through dnspython in :mod:`.engine`.
-The reader is checked against dnspython's in ``tests/test_dnsclient_wire.py``.
+Why by hand: verifying 1,000 domains a second takes about 10,000 queries a second on one core,
+and dnspython's per-message cost alone would eat most of that budget. Measured on this 2-core
+machine (dnspython 2.9.2, ``timeit``, 20,000 runs):
+
+============================  ===========  =======  =======
+per message                   dnspython    here     ratio
+============================  ===========  =======  =======
+build a TXT query (EDNS0)     50 µs        0.15 µs  ×330
+parse an SPF TXT answer, 88 B 64 µs        3.7 µs   ×17
+parse a 2048-bit DKIM, 495 B  82 µs        6.1 µs   ×13
+============================  ===========  =======  =======
+
+So the hot path builds queries from a cached question section and reads only the header, the
+answer section and the owner of an authority SOA (or the presence of NS: a referral).
+The reader is checked against dnspython's by property tests (``tests/test_dnsclient_wire.py``:
+random responses built with dnspython, compressed names, every RCODE, TC; random and truncated
+bytes raise :class:`WireError` only). Known differences, on purpose: a name's text joins labels
+with ``.`` (a label holding a dot cannot be told apart; hosts never have one), and two CNAMEs
+at one name (illegal, RFC 2181 §10.1) are both kept where dnspython keeps one.
+Everything else (TCP framing aside, the system resolver) goes through dnspython.
 """
 
 from __future__ import annotations
@@ -83,6 +98,7 @@ def read_name(wire: bytes, offset: int) -> tuple[str, int]:
     labels: list[str] = []
     end = -1
     hops = 0
+    size = 1
     while True:
         if offset >= len(wire):
             raise WireError("name runs past the message")
@@ -102,7 +118,14 @@ def read_name(wire: bytes, offset: int) -> tuple[str, int]:
         if length == 0:
             offset += 1
             break
-        labels.append(wire[offset + 1 : offset + 1 + length].decode("latin-1").lower())
+        if offset + 1 + length > len(wire):
+            raise WireError("label runs past the message")
+        # bytes.lower() folds ASCII only, as DNS does (RFC 4343 §3); str.lower() would fold
+        # octets such as 0xC0 too and merge names that differ.
+        labels.append(wire[offset + 1 : offset + 1 + length].lower().decode("latin-1"))
+        size += 1 + length
+        if size > 255:
+            raise WireError("name longer than 255 octets")
         offset += 1 + length
     return ".".join(labels) + ".", (end if end >= 0 else offset)
 
@@ -113,6 +136,8 @@ def _rdata(wire: bytes, rtype: int, start: int, length: int) -> Any:
         pos, stop = start, start + length
         while pos < stop:
             n = wire[pos]
+            if pos + 1 + n > stop:
+                raise WireError("TXT string runs past its record")  # RFC 1035 §3.3.14
             parts.append(wire[pos + 1 : pos + 1 + n])
             pos += 1 + n
         return b"".join(parts).decode("utf-8", "replace")
@@ -135,9 +160,12 @@ def parse_response(wire: bytes) -> Message:
     offset = 12
     for _ in range(qdcount):
         offset = read_name(wire, offset)[1] + 4
+        if offset > len(wire):
+            raise WireError("question runs past the message")
     answer: list[tuple[str, str, Any]] = []
     soa_owner: str | None = None
     saw_ns = False
+    seen: set[tuple[str, int, Any]] = set()
     try:
         for index in range(ancount + nscount):
             owner, offset = read_name(wire, offset)
@@ -146,8 +174,14 @@ def parse_response(wire: bytes) -> Message:
             if offset + rdlength > len(wire):
                 raise WireError("record runs past the message")
             if index < ancount:
-                answer.append((owner, TYPE_NAMES.get(rtype, str(rtype)),
-                               _rdata(wire, rtype, offset, rdlength)))
+                value = _rdata(wire, rtype, offset, rdlength)
+                # An RRset holds no duplicate RRs (RFC 2181 §5): a repeated one must not make
+                # "exactly one SPF record" fail. TXT RRs are told apart by their strings, not
+                # their joined text: two records split differently are still two.
+                key = (owner, rtype, wire[offset : offset + rdlength] if rtype == 16 else value)
+                if key not in seen:
+                    seen.add(key)
+                    answer.append((owner, TYPE_NAMES.get(rtype, str(rtype)), value))
             elif rtype == 6:
                 soa_owner = owner
             elif rtype == 2:
