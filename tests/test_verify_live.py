@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import base64
 import json
+import selectors
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree as ET
 
 import pytest
@@ -20,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from provisioner.config import load_project
-from provisioner.dnsclient import Server
+from provisioner.dnsclient import DnsClient, Server
 from provisioner.verify import verify_records
 from tests.conftest import Project, cli
 from tests.pdns_local import PowerDNS, clear
@@ -104,7 +107,8 @@ def mosa_project(project: Project, extra: str = "") -> Project:
     return project
 
 
-def verify(project: Project, capsys: pytest.CaptureFixture[str], *servers: str) -> dict[str, dict]:
+def verify(project: Project, capsys: pytest.CaptureFixture[str],
+           *servers: str) -> dict[str, dict[str, Any]]:
     """Run ``verify --format json``; the checks by (check, name) and the exit code."""
     args = [a for s in servers for a in ("--nameserver", s)]
     result = cli(project, capsys, "verify", *args, "--timeout", "0.3", "--format", "json")
@@ -115,7 +119,7 @@ def verify(project: Project, capsys: pytest.CaptureFixture[str], *servers: str) 
     return checks
 
 
-def status(checks: dict[str, dict], key: str) -> tuple[str, str]:
+def status(checks: dict[str, dict[str, Any]], key: str) -> tuple[str, str]:
     return checks[key]["status"], checks[key]["reason"]
 
 
@@ -387,6 +391,81 @@ def test_a_server_that_times_out_does_not_hide_the_others(
     views = {v["server"]: (v["status"], v["reason"]) for v in checks[SPF]["servers"]}
     assert views == {silent: ("temporary_failure", "timeout"), dns.address: ("success", "ok")}
     assert status(checks, SPF) == ("temporary_failure", "servers-disagree")
+
+
+class LossyLink:
+    """A UDP relay on 127.0.0.1 in front of PowerDNS that loses the first datagram of some
+    questions: every question (a query's bytes after its ID) when ``every`` is 1, every other
+    distinct question when it is 2. Later copies of a question pass, as on a lossy link."""
+
+    def __init__(self, upstream: PowerDNS, every: int) -> None:
+        self.every = every
+        self.seen: set[bytes] = set()
+        self.dropped: list[bytes] = []
+        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.front.bind(("127.0.0.1", 0))
+        self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.back.connect(("127.0.0.1", upstream.port))
+        self.client: tuple[str, int] | None = None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._relay, daemon=True)
+        self.thread.start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.front.getsockname()[1]}"
+
+    def _relay(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.front, selectors.EVENT_READ)
+            selector.register(self.back, selectors.EVENT_READ)
+            while not self.stopping.is_set():
+                for key, _ in selector.select(0.05):
+                    if key.fileobj is self.back:
+                        if self.client:
+                            self.front.sendto(self.back.recv(65535), self.client)
+                        continue
+                    wire, self.client = self.front.recvfrom(65535)
+                    question = wire[2:]
+                    if question not in self.seen:
+                        self.seen.add(question)
+                        if len(self.seen) % self.every == 0:
+                            self.dropped.append(question)
+                            continue
+                    self.back.send(wire)
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join()
+        self.front.close()
+        self.back.close()
+
+
+@pytest.mark.parametrize("every", [2, 1], ids=["every-other-question", "every-question"])
+def test_lost_datagrams_are_sent_again_after_the_servers_rto(
+        dns: PowerDNS, project: Project, every: int) -> None:
+    """Each lost datagram is retransmitted once, the answers are those of a clean link, and
+    the RTO learnt from the answers is far below the 1 s timeout: a loss costs tens of ms."""
+    loaded = load_project(mosa_project(project).config)
+    publish(dns, change(healthy(), "mosamuseum.com", "_dmarc", "TXT"))
+    clean = verify_records(loaded.records(), loaded.platform,
+                           nameservers=[Server.parse(dns.address)], timeout=1.0)
+    link = LossyLink(dns, every)
+    try:
+        server = Server.parse(link.address)
+        with DnsClient(nameservers=[server], timeout=1.0, attempts=3) as client:
+            lossy = verify_records(loaded.records(), loaded.platform, client=client)
+            retransmits, rto = client.retransmits, client.engine.rto(server)
+    finally:
+        link.close()
+    outcome = [[(c.check, c.name, c.status, c.reason) for c in d.checks] for d in lossy.domains]
+    assert outcome == [[(c.check, c.name, c.status, c.reason) for c in d.checks]
+                       for d in clean.domains]
+    assert any(c.status.value == "pending" for d in lossy.domains for c in d.checks)
+    assert len(link.dropped) >= 3
+    # One copy more per lost datagram; a spurious one or two under a loaded CI machine is fine.
+    assert len(link.dropped) <= retransmits <= len(link.dropped) + 2
+    assert rto <= 0.1
 
 
 def test_wait_polls_until_the_records_appear(dns: PowerDNS, project: Project) -> None:

@@ -34,7 +34,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="poll with backoff until everything succeeds or SECONDS have passed")
     p.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS",
-                   help="first timeout of each query; retries double it (default 1)")
+                   help="the longest a server's retransmission timeout grows, and the first "
+                        "one before it has answered; a query is given up after at least this "
+                        "(default 1)")
     p.add_argument("--format", choices=("text", "json", "junit"), default="text")
     p.set_defaults(func=run)
 

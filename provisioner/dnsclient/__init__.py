@@ -96,6 +96,11 @@ class DnsClient:
     def queries_sent(self) -> int:
         return self.engine.sent
 
+    @property
+    def retransmits(self) -> int:
+        """Datagrams sent again because a copy went unanswered for the server's RTO."""
+        return self.engine.retransmits
+
     def asked(self) -> tuple[Query, ...]:
         """Every query answered so far in this client's cache (benchmarks replay them)."""
         return tuple(self._cache)

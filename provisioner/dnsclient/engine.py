@@ -1,16 +1,27 @@
-"""Many DNS queries at once over UDP, each server with its own window, deadlines and retries.
+"""Many DNS queries at once over UDP, each server with its own window, RTT estimate and retries.
 
 One connected, non-blocking UDP socket per server is reused for all its queries (RFC 1035
-§4.2.1); up to ``window`` queries are in flight per server, matched by ID and question. A query
-unanswered after ``timeout`` is sent again after ``timeout * backoff**attempt``; a server that
-never answered and let one query exhaust its attempts is declared down and its queued queries
-fail at once, so a dead server costs one timeout series, and never delays the other servers,
-whose queries share the same loop. Truncated answers are asked again over TCP (RFC 7766 §5).
+§4.2.1); up to ``window`` queries are in flight per server, matched by ID and question
+(RFC 5452 §4.2). All servers share one loop, so a slow or dead server never delays the others.
+
+Retransmission is adaptive, after RFC 6298: each server keeps a smoothed round-trip time and
+its variation (SRTT, RTTVAR, §2), and a query unanswered after the server's RTO is sent again
+with a fresh ID. RTO = SRTT + 4·RTTVAR, at least :data:`MIN_RTO` (a loopback server answers in
+well under a millisecond; the floor absorbs scheduling noise) and at most the caller's
+``timeout``, which is also the RTO of a server never heard yet (§2.1). Because every copy has
+its own ID, an answer says which copy it answers, so every answer is an unambiguous sample
+(the purpose of Karn's rule, §3, met as RFC 7323 §4 meets it with timestamps), and an answer to
+any copy completes the query. Each further copy waits ``backoff`` times longer (§5.5), and the
+last one waits at least ``timeout``: a lost datagram costs one RTO (tens of milliseconds on a
+LAN), while a query is declared timed out only after the caller's timeout. A server that never
+answered and let one query exhaust its attempts is declared down and its queued queries fail
+at once. Truncated answers are asked again over TCP (RFC 7766 §5).
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 import random
 import selectors
@@ -27,23 +38,32 @@ from provisioner.dnsclient.wire import WireError, make_query, parse_response, qu
 log = logging.getLogger(__name__)
 _Finish = Callable[[Query, Answer], None]
 
+MIN_RTO = 0.05  # seconds: the floor of a server's retransmission timeout
+_GRANULARITY = 0.001  # G of RFC 6298 §2: the clock's granularity, as a floor of 4·RTTVAR
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, eq=False)
 class _Flight:
     query: Query
     qsection: bytes
     attempt: int
     deadline: float
+    copies: dict[int, float] = field(default_factory=dict)  # ID -> when that copy was sent
+    done: bool = False
 
 
 @dataclass(slots=True)
 class _Channel:
     server: Server
     sock: socket.socket
-    pending: deque[tuple[Query, int]] = field(default_factory=deque)
-    inflight: dict[int, _Flight] = field(default_factory=dict)
+    rto: float
+    pending: deque[Query] = field(default_factory=deque)
+    inflight: dict[int, _Flight] = field(default_factory=dict)  # every copy's ID
+    active: int = 0  # distinct queries in flight (the window counts these)
     next_id: int = field(default_factory=lambda: random.randrange(65536))
     answered: int = 0
+    srtt: float | None = None
+    rttvar: float = 0.0
     down: str = ""  # "", "timeout" or "unreachable"
 
     def new_id(self) -> int:
@@ -53,8 +73,15 @@ class _Channel:
                 return self.next_id
 
 
+_Heap = list[tuple[float, int, _Channel, _Flight]]
+
+
 class Engine:
-    """Sends queries, collects :class:`Answer` values. Not thread-safe; close it when done."""
+    """Sends queries, collects :class:`Answer` values. Not thread-safe; close it when done.
+
+    ``timeout`` is the ceiling of every server's RTO and the first RTO of a server not heard
+    yet; ``attempts`` copies are sent at most. ``sent`` and ``retransmits`` count datagrams.
+    """
 
     def __init__(
         self,
@@ -64,20 +91,29 @@ class Engine:
         backoff: float = 2.0,
         window: int = 256,
         recursive: frozenset[Server] = frozenset(),
+        min_rto: float = MIN_RTO,
     ) -> None:
         self.timeout = timeout
         self.attempts = max(1, attempts)
         self.backoff = backoff
         self.window = max(1, window)
         self.recursive = recursive
+        self.min_rto = min(min_rto, timeout)
         self._channels: dict[Server, _Channel] = {}
         self._qsections: dict[tuple[str, str], bytes] = {}
+        self._seq = itertools.count()
         self.sent = 0
+        self.retransmits = 0
 
     def close(self) -> None:
         for channel in self._channels.values():
             channel.sock.close()
         self._channels.clear()
+
+    def rto(self, server: Server) -> float:
+        """The server's current retransmission timeout (``timeout`` until it has answered)."""
+        channel = self._channels.get(server)
+        return channel.rto if channel else self.timeout
 
     def _channel(self, server: Server) -> _Channel:
         channel = self._channels.get(server)
@@ -87,7 +123,7 @@ class Engine:
             sock.setblocking(False)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
             sock.connect((server.host, server.port))
-            channel = self._channels[server] = _Channel(server, sock)
+            channel = self._channels[server] = _Channel(server, sock, self.timeout)
         # A server declared down in one batch gets a new chance in the next.
         channel.down = ""
         return channel
@@ -99,6 +135,12 @@ class Engine:
             qsection = self._qsections[key] = question(name, rdtype)
         return qsection
 
+    def _wait(self, channel: _Channel, attempt: int) -> float:
+        """How long copy ``attempt`` (0 = the first) waits: RTO backed off (RFC 6298 §5.5);
+        the last copy waits at least ``timeout`` before the query is called timed out."""
+        wait = channel.rto * self.backoff**attempt
+        return max(wait, self.timeout) if attempt + 1 >= self.attempts else wait
+
     def run(self, queries: Iterable[Query]) -> dict[Query, Answer]:
         """Answer every query (deduplicated); failures are answers with a failure status."""
         results: dict[Query, Answer] = {}
@@ -107,14 +149,14 @@ class Engine:
             channel = channels.get(query.server) or channels.setdefault(
                 query.server, self._channel(query.server)
             )
-            channel.pending.append((query, 0))
+            channel.pending.append(query)
         if not channels:
             return results
         remaining = sum(len(c.pending) for c in channels.values())
         selector = selectors.DefaultSelector()
         for channel in channels.values():
             selector.register(channel.sock, selectors.EVENT_READ, channel)
-        heap: list[tuple[float, int, Server, int]] = []
+        heap: _Heap = []
         truncated: list[tuple[Query, bytes]] = []
 
         def finish(query: Query, answer: Answer) -> None:
@@ -128,60 +170,109 @@ class Engine:
                 for channel in channels.values():
                     self._fill(channel, heap, now)
                 while heap and heap[0][0] <= now:
-                    deadline, _, server, qid = heapq.heappop(heap)
-                    channel = channels[server]
-                    flight = channel.inflight.get(qid)
-                    if flight is None or flight.deadline != deadline:
+                    deadline, _, channel, flight = heapq.heappop(heap)
+                    if flight.done or flight.deadline != deadline:
                         continue
-                    del channel.inflight[qid]
                     if flight.attempt + 1 < self.attempts:
-                        channel.pending.appendleft((flight.query, flight.attempt + 1))
+                        self._retransmit(channel, flight, heap, now)
                         continue
+                    self._land(channel, flight)
                     finish(flight.query, Answer.failure(flight.query, "timeout"))
                     if channel.answered == 0:
-                        log.warning("%s does not answer: giving up on its queries", server)
+                        log.warning("%s does not answer: giving up on its queries",
+                                    channel.server)
                         self._drop(channel, "timeout", finish)
                 if not remaining:
                     break
                 wait = max(0.0, heap[0][0] - time.monotonic()) if heap else 0.0
                 for key, _ in selector.select(wait):
-                    self._receive(key.data, finish, truncated)
+                    self._receive(key.data, finish, truncated, heap)
         finally:
             selector.close()
         for query, qsection in truncated:
             results[query] = self._tcp(query, qsection)
         return results
 
-    def _fill(self, channel: _Channel, heap: list[tuple[float, int, Server, int]],
-              now: float) -> None:
-        while channel.pending and len(channel.inflight) < self.window:
-            query, attempt = channel.pending.popleft()
-            qsection = self._qsection(query.name, query.rdtype)
-            qid = channel.new_id()
-            wire = make_query(qid, qsection, recursion=query.server in self.recursive)
-            try:
-                channel.sock.send(wire)
-            except BlockingIOError:
-                channel.pending.appendleft((query, attempt))
+    def _send(self, channel: _Channel, flight: _Flight, now: float) -> bool:
+        """Send one more copy of ``flight`` under a fresh ID; False if the socket is full."""
+        qid = channel.new_id()
+        wire = make_query(qid, flight.qsection, recursion=flight.query.server in self.recursive)
+        try:
+            channel.sock.send(wire)
+        except BlockingIOError:
+            return False
+        except OSError:
+            pass  # reported as a timeout or refusal below, like a lost packet
+        self.sent += 1
+        flight.copies[qid] = now
+        channel.inflight[qid] = flight
+        return True
+
+    def _schedule(self, channel: _Channel, flight: _Flight, heap: _Heap, deadline: float) -> None:
+        flight.deadline = deadline
+        heapq.heappush(heap, (deadline, next(self._seq), channel, flight))
+
+    def _fill(self, channel: _Channel, heap: _Heap, now: float) -> None:
+        while channel.pending and channel.active < self.window:
+            query = channel.pending[0]
+            flight = _Flight(query, self._qsection(query.name, query.rdtype), 0, 0.0)
+            if not self._send(channel, flight, now):
                 return
-            except OSError:
-                pass  # reported as a timeout or refusal below, like a lost packet
-            self.sent += 1
-            deadline = now + self.timeout * self.backoff**attempt
-            channel.inflight[qid] = _Flight(query, qsection, attempt, deadline)
-            heapq.heappush(heap, (deadline, qid, channel.server, qid))
+            channel.pending.popleft()
+            channel.active += 1
+            self._schedule(channel, flight, heap, now + self._wait(channel, 0))
+
+    def _retransmit(self, channel: _Channel, flight: _Flight, heap: _Heap, now: float) -> None:
+        if not self._send(channel, flight, now):
+            self._schedule(channel, flight, heap, now + 0.001)  # socket full: try again soon
+            return
+        self.retransmits += 1
+        flight.attempt += 1
+        # The back-off of RFC 6298 §5.5 is per query here (``_wait``), not per server: losses
+        # come in bursts of a whole window, and doubling the server's RTO once per lost
+        # datagram would push it to the ceiling after five of them.
+        self._schedule(channel, flight, heap, now + self._wait(channel, flight.attempt))
+
+    def _land(self, channel: _Channel, flight: _Flight) -> None:
+        """The query is over (answered or given up): forget its copies' IDs."""
+        flight.done = True
+        channel.active -= 1
+        for qid in flight.copies:
+            channel.inflight.pop(qid, None)
+
+    def _sample(self, channel: _Channel, rtt: float, heap: _Heap) -> None:
+        """RFC 6298 §2.2-2.4 with the floor and ceiling of this engine."""
+        first = channel.srtt is None
+        if channel.srtt is None:
+            channel.srtt, channel.rttvar = rtt, rtt / 2
+        else:
+            channel.rttvar = 0.75 * channel.rttvar + 0.25 * abs(channel.srtt - rtt)
+            channel.srtt = 0.875 * channel.srtt + 0.125 * rtt
+        rto = channel.srtt + max(_GRANULARITY, 4 * channel.rttvar)
+        channel.rto = min(max(rto, self.min_rto), self.timeout)
+        if first:
+            # Queries sent before the server was heard wait the initial RTO (the ceiling);
+            # now that it is known, a lost one among them need not wait that long.
+            for flight in {id(f): f for f in channel.inflight.values()}.values():
+                deadline = max(flight.copies.values()) + self._wait(channel, flight.attempt)
+                if deadline < flight.deadline:
+                    self._schedule(channel, flight, heap, deadline)
 
     def _drop(self, channel: _Channel, status: str, finish: _Finish) -> None:
         channel.down = status
-        for flight in channel.inflight.values():
-            finish(flight.query, Answer.failure(flight.query, status))
+        for flight in {id(f): f for f in channel.inflight.values()}.values():
+            if not flight.done:
+                flight.done = True
+                finish(flight.query, Answer.failure(flight.query, status))
         channel.inflight.clear()
+        channel.active = 0
         while channel.pending:
-            query, _ = channel.pending.popleft()
+            query = channel.pending.popleft()
             finish(query, Answer.failure(query, status))
 
     def _receive(self, channel: _Channel, finish: _Finish,
-                 truncated: list[tuple[Query, bytes]]) -> None:
+                 truncated: list[tuple[Query, bytes]], heap: _Heap) -> None:
+        now = time.monotonic()
         while True:
             try:
                 wire = channel.sock.recv(65535)
@@ -195,12 +286,13 @@ class Engine:
                 continue
             qid = struct.unpack_from("!H", wire)[0]
             flight = channel.inflight.get(qid)
-            if flight is None:
+            if flight is None or flight.done:
                 continue
             end = 12 + len(flight.qsection)
             if wire[12:end].lower() != flight.qsection.lower():
                 continue  # not the answer to this question: keep waiting (RFC 5452 §4.2)
-            del channel.inflight[qid]
+            self._sample(channel, now - flight.copies[qid], heap)
+            self._land(channel, flight)
             channel.answered += 1
             try:
                 message = parse_response(wire)
