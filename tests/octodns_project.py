@@ -6,10 +6,12 @@ file with the given targets, ``declare`` an institution, ``run`` the CLI as a us
 
 from __future__ import annotations
 
+import base64
 import json
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,8 @@ import dns.message
 import dns.query
 import dns.rdatatype
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from provisioner.cli import main
 
@@ -95,3 +99,25 @@ def answer(port: int, name: str, rtype: str) -> list[Any]:
 def txt_strings(port: int, name: str) -> list[str]:
     """Each TXT value as the resolver rebuilds it: its character-strings joined."""
     return sorted(b"".join(rd.strings).decode() for rd in answer(port, name, "TXT"))
+
+
+@cache
+def dkim_public_key() -> str:
+    """A 2048-bit RSA public key, base64 DER, as a DKIM ``p=`` (RFC 8301: no warning)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    return base64.b64encode(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+                            ).decode()
+
+
+def publish_platform_dns(server: Any, codes: Iterable[str],
+                         sending: str = "ip4:192.28.148.112") -> None:
+    """What the platform and the customers' other senders publish themselves, on ``server``
+    (a PdnsServer): the SPF include (``sending``: its mechanisms), DKIM keys for ``codes``,
+    Google's SPF. With these, a correct apply verifies; change ``sending`` to make SPF fail."""
+    server.create_zone("google.com", [("_spf", "TXT", 3600,
+                                       ['"v=spf1 ip4:209.85.128.0/17 ~all"'])])
+    server.create_zone("secutix.com", [("spf", "TXT", 3600, [f'"v=spf1 {sending} -all"'])])
+    server.create_zone("dkim.secutix.com", [
+        (f"sel{i}-{code}._domainkey", "TXT", 3600,
+         [f'"v=DKIM1; k=rsa; p={dkim_public_key()}"'])
+        for i in (1, 2) for code in codes])

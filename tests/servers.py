@@ -176,9 +176,11 @@ class PdnsServer:
             self.request("DELETE", f"zones/{zone}")
 
     def target_options(self) -> dict[str, Any]:
-        """The octoDNS provider options for this server (provisioner.yaml ``targets``)."""
+        """The target for this server (provisioner.yaml ``targets``): the octoDNS provider's
+        options, plus the product's ``nameserver`` (its DNS port) for verify after apply."""
         return {"class": "octodns_powerdns.PowerDnsProvider", "host": "127.0.0.1",
-                "port": self.api_port, "api_key": "env/PDNS_API_KEY", "timeout": 5}
+                "port": self.api_port, "api_key": "env/PDNS_API_KEY", "timeout": 5,
+                "nameserver": f"127.0.0.1:{self.dns_port}"}
 
 
 class MotoRoute53:

@@ -18,7 +18,12 @@ def test_samples_plan_apply_and_settle_on_local_files(
     assert "kunsthaus.ch. on" not in planned.out  # never written
 
     checksum = planned.out.rsplit("--checksum ", 1)[1].strip()
-    assert cli(project, capsys, "apply", "--checksum", checksum).code == 0
+    applied = cli(project, capsys, "apply", "--checksum", checksum)
+    assert applied.code == 0
+    # Files are served by no DNS server: verification is skipped, with one line saying why.
+    skipped = [line for line in applied.out.splitlines() if line.startswith("verify: skipped")]
+    assert len(skipped) == 1 and "target local (" in skipped[0]
+    assert "mosamuseum.com" in skipped[0] and "no DNS server serves" in skipped[0]
     files = project.root / "build" / "dns"
     assert not (files / "kunsthaus.ch.yaml").exists()
     mosa = yaml.safe_load((files / "mosamuseum.com.yaml").read_text())

@@ -8,7 +8,15 @@ import pytest
 
 from provisioner.config import load_project
 from provisioner.octodns import engine
-from tests.octodns_project import answer, checksum_of, declare, run, txt_strings, write_project
+from tests.octodns_project import (
+    answer,
+    checksum_of,
+    declare,
+    publish_platform_dns,
+    run,
+    txt_strings,
+    write_project,
+)
 from tests.servers import PdnsServer, pdns, pdns_server  # noqa: F401 - fixtures
 
 RUAS = [f"mailto:dmarc-aggregate-{i}@reports.mosamuseum.com" for i in range(6)]
@@ -43,6 +51,7 @@ def _setup(tmp_path: Path, server: PdnsServer) -> Path:
     write_project(tmp_path, {"powerdns": server.target_options()}, default="powerdns")
     declare(tmp_path, "mosa", MOSA)
     server.create_zone("mosamuseum.com", CUSTOMER)
+    publish_platform_dns(server, ["mosa", "lyon"])
     return tmp_path
 
 
@@ -198,3 +207,69 @@ def test_unmergeable_live_spf_refuses_the_zone(
     assert applied.code == 1
     assert pdns.rrsets("mosamuseum.com") == before  # SOA serial included: nothing written
     assert "dmarc.secutix.com." not in pdns.zones()  # nor anything else of the refused plan
+
+
+# --- apply verifies what it changed (issue 4 item 7) ------------------------------------------
+
+
+def test_apply_verifies_the_changed_domains_on_the_targets_dns(
+    tmp_path: Path, pdns: PdnsServer, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    root = _setup(tmp_path, pdns)
+    applied = run(root, capsys, "apply")
+    assert applied.code == 0, applied.err
+    tail = applied.out.split("verifying 1 domain(s) of the changed zones on live DNS\n", 1)[1]
+    rows = [line.split() for line in tail.splitlines()[1:8]]
+    assert [(r[0], r[2], r[3]) for r in rows] == [
+        ("ok", "spf", "mosamuseum.com"), ("ok", "spf", "mail.mosamuseum.com"),
+        ("ok", "dkim", "stxsel1._domainkey.mosamuseum.com"),
+        ("ok", "dkim", "stxsel2._domainkey.mosamuseum.com"),
+        ("ok", "dmarc", "_dmarc.mosamuseum.com"), ("ok", "mx", "mail.mosamuseum.com"),
+        ("ok", "mx", "mosamuseum.com")]
+    assert "7 success, 0 pending, 0 temporary_failure, 0 failed (1 domains" in tail
+
+    # Nothing changed, nothing verified: apply stays as quiet as plan.
+    again = run(root, capsys, "apply")
+    assert again.code == 0 and "verifying" not in again.out
+
+
+def test_apply_exits_2_when_the_written_records_do_not_verify(
+    tmp_path: Path, pdns: PdnsServer, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    write_project(tmp_path, {"powerdns": pdns.target_options()}, default="powerdns")
+    declare(tmp_path, "mosa", MOSA)
+    pdns.create_zone("mosamuseum.com", CUSTOMER)
+    # The platform's include does not cover its sending_ips: every domain fails SPF.
+    publish_platform_dns(pdns, ["mosa"], sending="ip4:198.51.100.0/24")
+
+    no_check = run(tmp_path, capsys, "apply", "--no-verify", "--format", "json")
+    assert no_check.code == 0 and "verifying" not in no_check.out + no_check.err
+    pdns.delete_all_zones()
+    pdns.create_zone("mosamuseum.com", CUSTOMER)
+    publish_platform_dns(pdns, ["mosa"], sending="ip4:198.51.100.0/24")
+
+    applied = run(tmp_path, capsys, "apply", "--verify-wait", "1.5")
+    assert applied.code == 2, applied.err
+    assert "waiting up to 1.5 s" in applied.out
+    failed = [line for line in applied.out.splitlines() if line.startswith("FAILED")]
+    assert [line.split()[2:4] for line in failed] == [["spf", "mosamuseum.com"],
+                                                      ["spf", "mail.mosamuseum.com"]]
+    assert "192.28.148.112" in failed[0]
+    assert "the records were written" in applied.err
+    # Written all the same: the exit says "not live and right", not "nothing done".
+    assert ("_dmarc", "TXT") in pdns.rrsets("mosamuseum.com")
+    assert run(tmp_path, capsys, "plan", "--detailed-exitcode").code == 0
+
+
+def test_bad_nameserver_option_fails_the_plan_at_the_target(
+    tmp_path: Path, pdns: PdnsServer, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    write_project(tmp_path, {"powerdns": {**pdns.target_options(), "nameserver": "ns:0"}},
+                  default="powerdns")
+    declare(tmp_path, "mosa", MOSA)
+    pdns.create_zone("mosamuseum.com", CUSTOMER)
+    result = run(tmp_path, capsys, "apply")
+    assert result.code == 1 and "[target.nameserver]" in result.err
+    assert "provisioner.yaml:" in result.err and "target powerdns: nameserver 'ns:0'" in \
+        result.err
+    assert ("_dmarc", "TXT") not in pdns.rrsets("mosamuseum.com")

@@ -4,15 +4,21 @@
 for machines), the external-DNS domains awaiting publication by their institution, and the
 plan's checksum. ``apply --checksum SUM`` applies only the plan whose checksum is SUM, so that CI
 applies exactly what was reviewed; ``--force`` overrides the ownership guard's refusals.
+After a successful apply, the domains of the zones it changed are verified on live DNS
+(:mod:`provisioner.octodns.afterapply`: which targets serve DNS, and where); ``--verify-wait``
+polls for propagation, ``--no-verify`` skips it, and a failed verification exits 2: the records
+were written, the check says they are not live (yet).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Iterable
 from typing import Any
 
+from provisioner.cli import verify as verify_cli
 from provisioner.cli.common import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -21,8 +27,9 @@ from provisioner.cli.common import (
     report,
     select_institution,
 )
+from provisioner.config import Project
 from provisioner.model import MxValue
-from provisioner.octodns import engine
+from provisioner.octodns import afterapply, engine
 from provisioner.octodns.engine import Change, PlanResult
 
 
@@ -46,13 +53,15 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="apply only if the plan's checksum is SUM (the one plan printed)")
     a.add_argument("--force", action="store_true",
                    help="apply even if the ownership guard refuses (large deletes)")
+    a.add_argument("--verify-wait", type=float, default=0.0, metavar="SECONDS",
+                   help="after applying, poll the live DNS with backoff for up to SECONDS "
+                        "until the changed records verify (default 0: one pass)")
+    a.add_argument("--no-verify", action="store_true",
+                   help="do not verify the changed records on live DNS after applying")
     a.set_defaults(func=run_apply)
 
 
-def _plan(args: argparse.Namespace) -> PlanResult | None:
-    project = load(args)
-    if project is None:
-        return None
+def _plan(args: argparse.Namespace, project: Project) -> PlanResult | None:
     zones = None
     if args.institution:
         narrowed = select_institution(project, args.institution)
@@ -64,7 +73,10 @@ def _plan(args: argparse.Namespace) -> PlanResult | None:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    result = _plan(args)
+    project = load(args)
+    if project is None:
+        return EXIT_ERROR
+    result = _plan(args, project)
     if result is None:
         return EXIT_ERROR
     report(result.problems)
@@ -77,7 +89,15 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def run_apply(args: argparse.Namespace) -> int:
-    result = _plan(args)
+    """Plan, apply, then verify what changed: 0 applied (and verified or skipped), 1 error
+    (nothing written, or a target failed), 2 applied but verification did not succeed."""
+    if args.verify_wait < 0:
+        print("provisioner: --verify-wait must be >= 0", file=sys.stderr)
+        return EXIT_ERROR
+    project = load(args)
+    if project is None:
+        return EXIT_ERROR
+    result = _plan(args, project)
     if result is None:
         return EXIT_ERROR
     report(result.problems)
@@ -94,7 +114,38 @@ def run_apply(args: argparse.Namespace) -> int:
     applied = engine.apply(result, checksum=args.checksum, force=args.force,
                            on_applied=progress)
     report(applied.problems)
-    return EXIT_OK if applied.ok else EXIT_ERROR
+    if not applied.ok:
+        return EXIT_ERROR
+    if args.no_verify:
+        return EXIT_OK
+    return _verify_applied(args, project, applied)
+
+
+def _verify_applied(args: argparse.Namespace, project: Project,
+                    applied: engine.ApplyResult) -> int:
+    """Verify the domains of the zones apply changed, on the targets that serve live DNS.
+
+    The report goes to stdout with the text and markdown formats; with json, stdout stays one
+    JSON document (the plan), so the report goes to stderr.
+    """
+    changed = [(zone, target) for zone, target, count in applied.applied if count]
+    groups, skipped = afterapply.verification_plan(project.records(), project.platform, changed)
+    out = sys.stderr if args.format == "json" else sys.stdout
+    for skip in skipped:
+        print(skip, file=out)
+    if not groups:
+        return EXIT_OK
+    count = sum(len(g.domains) for g in groups)
+    wait = f", waiting up to {args.verify_wait:g} s" if args.verify_wait else ""
+    print(f"\nverifying {count} domain(s) of the changed zones on live DNS{wait}", file=out)
+    verified = afterapply.run(groups, project.platform, wait=args.verify_wait)
+    print(verify_cli.text(verified), file=out)
+    if verified.ok:
+        return EXIT_OK
+    print("provisioner: the records were written, but verification says they are not all live "
+          "and right yet (see above); check again with: provisioner verify --wait 60",
+          file=sys.stderr)
+    return EXIT_CHANGES
 
 
 # --- rendering ------------------------------------------------------------------------------

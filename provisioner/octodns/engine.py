@@ -28,6 +28,7 @@ from octodns.zone import Zone  # type: ignore[import-untyped,unused-ignore]
 
 from provisioner.errors import Origin, Problem, Severity
 from provisioner.model import Platform, Record
+from provisioner.octodns.afterapply import live_dns
 from provisioner.octodns.convert import plain_values
 from provisioner.octodns.guard import Guard, GuardedPlan, MissingZone, check
 from provisioner.octodns.ownership import Claim, Ownership, SpfRefused, claim_of
@@ -208,6 +209,7 @@ def plan(
                                      "provisioner.yaml targets", platform.origin))
             continue
         try:
+            live_dns(target)  # a bad nameserver option fails the plan, not the apply after it
             providers[name] = build_provider(target, root)
         except Exception as exc:  # InvalidInput carries located problems
             problems.extend(getattr(exc, "problems", ()) or

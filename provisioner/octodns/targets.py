@@ -23,6 +23,9 @@ from provisioner.model import Target
 
 YAML_PROVIDER = "octodns.provider.yaml.YamlProvider"
 PATH_OPTIONS = frozenset({"directory"})
+#: Options the product reads itself (:mod:`.afterapply`: where the records answer on DNS);
+#: octoDNS providers reject keyword arguments they do not know, so these never reach them.
+PRODUCT_OPTIONS = frozenset({"nameserver", "verify"})
 
 # Defaults per provider class, each overridden by the target's own options:
 # - octoDNS's YamlProvider flips escaped_semicolons' default in 2.0. The product writes plain ';'
@@ -43,10 +46,15 @@ def _fail(target: Target, code: str, message: str, hint: str = "") -> InvalidInp
 
 
 def provider_kwargs(target: Target, root: Path) -> dict[str, Any]:
-    """The keyword arguments for the provider; raises InvalidInput naming the target."""
+    """The keyword arguments for the provider; raises InvalidInput naming the target.
+
+    :data:`PRODUCT_OPTIONS` are left out: they are the product's, not the provider's.
+    """
     kwargs: dict[str, Any] = {}
     kwargs.update(DEFAULTS.get(target.provider_class, {}))
     for key, value in target.options.items():
+        if key in PRODUCT_OPTIONS:
+            continue
         if isinstance(value, str) and value.startswith("env/"):
             name = value[4:]
             if name not in os.environ:
