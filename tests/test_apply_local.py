@@ -67,3 +67,32 @@ def test_unknown_target_class_is_one_located_line(
     assert result.code == 1 and "Traceback" not in result.err
     assert any("provisioner.yaml:" in line and "[target.class-unknown]" in line
                for line in result.err_lines)
+
+
+def test_institution_narrows_platform_zones_to_its_own_records(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    def platform_changes(*args: str) -> set[tuple[str, str]]:
+        out = json.loads(cli(project, capsys, "plan", "--format", "json", *args).out)
+        zone = next(z for z in out["zones"] if z["zone"] == "dmarc.secutix.com.")
+        return {(c["action"], c["name"]) for c in zone["changes"]}
+
+    everyone = platform_changes()
+    assert len({n for _, n in everyone if n.endswith("._report._dmarc")}) > 1
+    assert platform_changes("--institution", "mosa") == {
+        ("create", "_mailauth-owner"), ("create", "mosamuseum.com._report._dmarc")}
+    narrowed = cli(project, capsys, "plan", "--institution", "mosa")
+    assert "zurich-kunst" not in narrowed.out  # nor another's external domains
+
+    # apply --institution writes only that institution's records, also in the platform zone.
+    assert cli(project, capsys, "apply", "--institution", "mosa").code == 0
+    written = yaml.safe_load((project.root / "build" / "dns" / "dmarc.secutix.com.yaml")
+                             .read_text())
+    assert set(written) == {"_mailauth-owner", "mosamuseum.com._report._dmarc"}
+    assert platform_changes("--institution", "mosa") == set()
+    rest = platform_changes()
+    assert rest == {a for a in everyone if a[1] not in ("_mailauth-owner",
+                                                         "mosamuseum.com._report._dmarc")}
+    assert all(action == "create" for action, _ in rest)

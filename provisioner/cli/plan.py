@@ -69,7 +69,8 @@ def _plan(args: argparse.Namespace, project: Project) -> PlanResult | None:
             return None
         zones = {r.zone for r in narrowed.records() if r.managed}
     return engine.plan(project.records(), project.platform, project.root,
-                       only_target=args.target, only_zones=zones)
+                       only_target=args.target, only_zones=zones,
+                       only_institution=args.institution or None)
 
 
 def run_plan(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from octodns.processor.base import BaseProcessor  # type: ignore[import-untyped,unused-ignore]
 from octodns.record import Record as OctoRecord  # type: ignore[import-untyped,unused-ignore]
 from octodns.zone import Zone  # type: ignore[import-untyped,unused-ignore]
 
@@ -31,7 +32,7 @@ from provisioner.model import Platform, Record
 from provisioner.octodns.afterapply import live_dns
 from provisioner.octodns.convert import plain_values
 from provisioner.octodns.guard import Guard, GuardedPlan, MissingZone, check
-from provisioner.octodns.ownership import Claim, Ownership, SpfRefused, claim_of
+from provisioner.octodns.ownership import MARKER_NAME, Claim, Ownership, SpfRefused, claim_of
 from provisioner.octodns.source import ProvisionerSource
 from provisioner.octodns.targets import build_provider
 
@@ -128,6 +129,64 @@ def _sub_zones(zone: str, zones: Iterable[str]) -> set[str]:
     return {z[: -len(suffix)] for z in zones if z.endswith(suffix)}
 
 
+@dataclass(frozen=True, slots=True)
+class InstitutionScope:
+    """What one institution has in the platform zones (``--institution``).
+
+    A platform zone holds every institution's records side by side; narrowed to one, its plan
+    must show, and apply must write, only that one's. ``pairs``: (zone, name, type) of its
+    current records there; ``domains`` and ``keys`` (its DKIM key names,
+    ``sel1-mosa._domainkey``) also cover records it no longer declares, so that their removal
+    still shows.
+    """
+
+    code: str
+    pairs: frozenset[tuple[str, str, str]]
+    domains: frozenset[str]
+    keys: frozenset[str]
+
+    @classmethod
+    def of(cls, code: str, records: Iterable[Record], platform: Platform) -> InstitutionScope:
+        mine = [r for r in records if r.institution == code]
+        return cls(code, frozenset((r.zone, r.name, r.type) for r in mine),
+                   frozenset(r.domain for r in mine if r.domain),
+                   frozenset(f"{s.target_label(code)}._domainkey" for s in platform.selectors))
+
+    def covers(self, zone: str, name: str, rtype: str) -> bool:
+        if (zone, name, rtype) in self.pairs or name == MARKER_NAME:
+            return True  # the marker is the zone's, and pattern-based: the same for everyone
+        if "._report._dmarc" in name:
+            return name.split("._report._dmarc", 1)[0] in self.domains
+        return name in self.keys
+
+
+class Narrow(BaseProcessor):  # type: ignore[misc]
+    """octoDNS processor for ``--institution`` in platform zones: every record set the
+    institution does not cover is made the same in the desired zone as on the target, so
+    octoDNS plans no change to it (and a file target rewrites it unchanged)."""
+
+    def __init__(self, id: str, scope: InstitutionScope, zones: Iterable[str]) -> None:
+        super().__init__(id)
+        self.scope = scope
+        self.zones = frozenset(zones)
+
+    def process_source_and_target_zones(
+        self, desired: Any, existing: Any, target: Any, lenient: bool = False
+    ) -> tuple[Any, Any]:
+        zone = desired.name
+        if zone not in self.zones:
+            return desired, existing
+        live = {(r.name, r._type): r for r in existing.records}
+        for record in list(desired.records):
+            pair = (record.name, record._type)
+            if not self.scope.covers(zone, *pair) and pair not in live:
+                desired.remove_record(record)
+        for pair, record in live.items():
+            if not self.scope.covers(zone, *pair):
+                desired.add_record(record.copy(zone=desired), replace=True, lenient=True)
+        return desired, existing
+
+
 @dataclass
 class _Planner:
     platform: Platform
@@ -136,6 +195,7 @@ class _Planner:
     ownership: Ownership
     guard: Guard
     all_zones: set[str]
+    narrow: Narrow | None = None
 
     def plan_zone(self, zone_name: str, provider: Any) -> Any:
         """The octoDNS plan (None: no changes) for one zone on one provider, as the Manager."""
@@ -143,6 +203,8 @@ class _Planner:
         self.source.populate(zone)
         zone.validate()
         processors: list[Any] = [self.ownership, self.guard]
+        if self.narrow is not None:
+            processors.insert(0, self.narrow)
         plan = provider.plan(zone, processors=processors)
         for processor in processors:
             plan = processor.process_plan(plan, sources=[self.source], target=provider)
@@ -177,13 +239,16 @@ def plan(
     *,
     only_target: str | None = None,
     only_zones: Iterable[str] | None = None,
+    only_institution: str | None = None,
     find_orphans: bool = True,
     workers: int = 4,
 ) -> PlanResult:
     """What apply would change, per zone, plus the external domains awaiting publication.
 
     ``only_zones`` narrows to those zones (``--institution``); orphans are then not looked for,
-    since every other institution's zone would look like one. Target or zone failures become
+    since every other institution's zone would look like one. ``only_institution`` narrows the
+    platform zones' plans to that institution's records (:class:`InstitutionScope`), so that
+    ``apply --institution`` writes nothing of another's. Target or zone failures become
     problems naming the target; nothing raises for a user's mistake.
     """
     _enable_validators()
@@ -216,8 +281,12 @@ def plan(
                             [_problem("target.init", str(exc), target.origin)])
     source = ProvisionerSource("provisioner", records=records, platform=platform)
     create_zones = [z + "." for z in platform.platform_zones]
+    narrow = None
+    if only_institution is not None:
+        narrow = Narrow("narrow", InstitutionScope.of(only_institution, records, platform),
+                        [z + "." for z in platform.platform_zones])
     planner = _Planner(platform, root, source, Ownership("ownership"),
-                       Guard("guard", create_zones=create_zones), set(targets_of))
+                       Guard("guard", create_zones=create_zones), set(targets_of), narrow)
     jobs = [(z, t, False) for z, t in sorted(targets_of.items()) if t in providers]
     if find_orphans:
         jobs += [(z, t, True) for z, t in _orphan_candidates(providers, set(targets_of))]
@@ -271,7 +340,9 @@ def plan(
             problems.append(Problem("plan.needs-force", f"{zp.zone} on {zp.target}: {v}",
                                     platform.targets[zp.target].origin,
                                     severity=Severity.WARNING))
-    return PlanResult(tuple(zone_plans), _awaiting(records), tuple(problems),
+    external = [r for r in records
+                if only_institution is None or r.institution == only_institution]
+    return PlanResult(tuple(zone_plans), _awaiting(external), tuple(problems),
                       checksum_of(p for _, p in octo), tuple(octo))
 
 
