@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "provisioner.cli.verify",
     "provisioner.cli.drift",
     "provisioner.cli.instructions",
+    "provisioner.cli.mr_note",
 )
 
 
