@@ -118,9 +118,6 @@ def ci_env(monkeypatch: pytest.MonkeyPatch, gitlab_server: tuple[str, FakeGitLab
     monkeypatch.setenv("CI_JOB_URL", f"{url}/group/dns/-/jobs/9")
     monkeypatch.setenv("CI_JOB_NAME", "plan")
     monkeypatch.setenv("MR_NOTE_TOKEN", TOKEN)
-    if "provisioner.cli.mr_note" not in cli.COMMAND_MODULES:  # until the CLI lists it
-        monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES,
-                                                     "provisioner.cli.mr_note"))
     return state
 
 
