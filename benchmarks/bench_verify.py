@@ -93,7 +93,8 @@ def zones_for(platform: Platform, insts: list[Institution], key: str) -> dict[st
     return zones
 
 
-def run_ours(records: Any, platform: Platform, server: Server) -> tuple[float, int, list[str]]:
+def run_ours(records: Any, platform: Platform,
+             server: Server) -> tuple[float, int, int, list[str]]:
     with DnsClient(nameservers=[server], timeout=1.0, attempts=3) as client:
         started = time.perf_counter()
         report = verify_records(records, platform, client=client)
@@ -102,7 +103,8 @@ def run_ours(records: Any, platform: Platform, server: Server) -> tuple[float, i
                for d in report.domains for c in d.checks if not c.ok]
         if bad:
             raise SystemExit("verify did not succeed everywhere:\n" + "\n".join(bad[:10]))
-        return elapsed, client.queries_sent, [f"{q.name} {q.rdtype}" for q in client.asked()]
+        return (elapsed, client.queries_sent, client.retransmits,
+                [f"{q.name} {q.rdtype}" for q in client.asked()])
 
 
 def run_checkdmarc(domains: list[str], port: int) -> float:
@@ -151,7 +153,7 @@ def main() -> None:
                            .public_key().public_bytes(Encoding.DER,
                                                       PublicFormat.SubjectPublicKeyInfo)).decode()
     print(f"{'domains':>8} {'cold s':>7} {'verify s':>9} {'domains/s':>10} {'queries':>8} "
-          f"{'q/s':>8} "
+          f"{'q/s':>8} {'resent':>6} "
           f"{'checkdmarc d/s':>15} {'x checkdmarc':>13} {'dnsperf q/s':>12} {'% of dnsperf':>13}")
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
@@ -163,8 +165,9 @@ def main() -> None:
                 records = expand(platform, insts)
                 # The first pass meets PowerDNS's cold packet cache (each answer a sqlite query,
                 # ~140 µs on one distributor thread); the peers below run warm, so do we.
-                cold, _, _ = run_ours(records, platform, Server.parse(server.address))
-                elapsed, sent, asked = run_ours(records, platform, Server.parse(server.address))
+                address = Server.parse(server.address)
+                cold, _, _, _ = run_ours(records, platform, address)
+                elapsed, sent, resent, asked = run_ours(records, platform, address)
                 sample = [i.domains[0].name for i in insts[: args.checkdmarc_sample]]
                 peer = len(sample) / run_checkdmarc(sample, server.port)
                 ceiling = run_dnsperf(asked, server.port, Path(tmp))
@@ -172,7 +175,7 @@ def main() -> None:
                 server.stop()
         rate = size / elapsed
         print(f"{size:>8} {cold:>7.2f} {elapsed:>9.2f} {rate:>10.0f} {sent:>8} "
-              f"{sent / elapsed:>8.0f} "
+              f"{sent / elapsed:>8.0f} {resent:>6} "
               f"{peer:>15.1f} {rate / peer:>13.1f} {ceiling:>12.0f} "
               f"{100 * sent / elapsed / ceiling:>12.0f}%")
     print("verify: every check (SPF check_host per sending IP, DKIM CNAME+key, DMARC tags and "

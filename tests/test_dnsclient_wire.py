@@ -23,7 +23,13 @@ import dns.rrset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provisioner.dnsclient.wire import WireError, make_query, parse_response, question
+from provisioner.dnsclient.wire import (
+    WireError,
+    make_query,
+    parse_response,
+    question,
+    read_name,
+)
 
 # Label bytes: letters of both cases (compression is case-insensitive, RFC 1035 §4.1.4), digits,
 # '-', '_', and a few octets outside ASCII (RFC 2181 §11: any octet is legal). No '.': the
@@ -136,6 +142,9 @@ def _our_value(kind: str, value: Any) -> Any:
 def test_reader_extracts_what_dnspython_reads(wire: bytes) -> None:
     theirs = dns.message.from_wire(wire)
     ours = parse_response(wire)
+    # The engine's fast path (question already matched, owners at 0xC00C not re-read) reads
+    # the same message.
+    assert parse_response(wire, read_name(wire, 12)[0]) == ours
     assert ours.qid == theirs.id
     assert ours.rcode == dns.rcode.to_text(theirs.rcode())
     assert ours.truncated == bool(theirs.flags & dns.flags.TC)

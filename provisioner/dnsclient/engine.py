@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 _Finish = Callable[[Query, Answer], None]
 
 MIN_RTO = 0.05  # seconds: the floor of a server's retransmission timeout
+MIN_WINDOW = 8.0  # queries in flight per server, however lossy it is
 _GRANULARITY = 0.001  # G of RFC 6298 §2: the clock's granularity, as a floor of 4·RTTVAR
 
 
@@ -48,7 +49,7 @@ class _Flight:
     qsection: bytes
     attempt: int
     deadline: float
-    copies: dict[int, float] = field(default_factory=dict)  # ID -> when that copy was sent
+    copies: list[tuple[int, float]] = field(default_factory=list)  # (ID, when sent) per copy
     done: bool = False
 
 
@@ -62,6 +63,9 @@ class _Channel:
     active: int = 0  # distinct queries in flight (the window counts these)
     next_id: int = field(default_factory=lambda: random.randrange(65536))
     answered: int = 0
+    cwnd: float = 1.0  # congestion window: queries in flight at most (RFC 5681, for DNS)
+    ssthresh: float = 0.0
+    cut_at: float = 0.0  # when cwnd was last halved
     srtt: float | None = None
     rttvar: float = 0.0
     down: str = ""  # "", "timeout" or "unreachable"
@@ -123,7 +127,9 @@ class Engine:
             sock.setblocking(False)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
             sock.connect((server.host, server.port))
-            channel = self._channels[server] = _Channel(server, sock, self.timeout)
+            channel = self._channels[server] = _Channel(server, sock, self.timeout,
+                                                        cwnd=self.window,
+                                                        ssthresh=self.window)
         # A server declared down in one batch gets a new chance in the next.
         channel.down = ""
         return channel
@@ -169,10 +175,17 @@ class Engine:
                 now = time.monotonic()
                 for channel in channels.values():
                     self._fill(channel, heap, now)
-                while heap and heap[0][0] <= now:
+                wait = max(0.0, heap[0][0] - now) if heap else 0.0
+                for key, _ in selector.select(wait):
+                    self._receive(key.data, finish, truncated, heap)
+                # Deadlines are judged only after the sockets were drained: an answer waiting
+                # in our buffer while the process was busy (parsing, GC) is not a loss.
+                now = time.monotonic()
+                while remaining and heap and heap[0][0] <= now:
                     deadline, _, channel, flight = heapq.heappop(heap)
                     if flight.done or flight.deadline != deadline:
                         continue
+                    self._congestion(channel, now)
                     if flight.attempt + 1 < self.attempts:
                         self._retransmit(channel, flight, heap, now)
                         continue
@@ -182,11 +195,6 @@ class Engine:
                         log.warning("%s does not answer: giving up on its queries",
                                     channel.server)
                         self._drop(channel, "timeout", finish)
-                if not remaining:
-                    break
-                wait = max(0.0, heap[0][0] - time.monotonic()) if heap else 0.0
-                for key, _ in selector.select(wait):
-                    self._receive(key.data, finish, truncated, heap)
         finally:
             selector.close()
         for query, qsection in truncated:
@@ -204,7 +212,7 @@ class Engine:
         except OSError:
             pass  # reported as a timeout or refusal below, like a lost packet
         self.sent += 1
-        flight.copies[qid] = now
+        flight.copies.append((qid, now))
         channel.inflight[qid] = flight
         return True
 
@@ -213,7 +221,7 @@ class Engine:
         heapq.heappush(heap, (deadline, next(self._seq), channel, flight))
 
     def _fill(self, channel: _Channel, heap: _Heap, now: float) -> None:
-        while channel.pending and channel.active < self.window:
+        while channel.pending and channel.active < channel.cwnd:
             query = channel.pending[0]
             flight = _Flight(query, self._qsection(query.name, query.rdtype), 0, 0.0)
             if not self._send(channel, flight, now):
@@ -233,11 +241,20 @@ class Engine:
         # datagram would push it to the ceiling after five of them.
         self._schedule(channel, flight, heap, now + self._wait(channel, flight.attempt))
 
+    def _congestion(self, channel: _Channel, now: float) -> None:
+        """A datagram was lost: halve the server's window, once per round trip (RFC 5681
+        §3.1). Losses on a healthy loopback server are mostly its receive buffer overflowing;
+        retransmitting at full window would feed the overflow."""
+        if now - channel.cut_at > (channel.srtt or channel.rto):
+            channel.cut_at = now
+            channel.ssthresh = max(channel.cwnd / 2, MIN_WINDOW)
+            channel.cwnd = channel.ssthresh
+
     def _land(self, channel: _Channel, flight: _Flight) -> None:
         """The query is over (answered or given up): forget its copies' IDs."""
         flight.done = True
         channel.active -= 1
-        for qid in flight.copies:
+        for qid, _ in flight.copies:
             channel.inflight.pop(qid, None)
 
     def _sample(self, channel: _Channel, rtt: float, heap: _Heap) -> None:
@@ -254,7 +271,7 @@ class Engine:
             # Queries sent before the server was heard wait the initial RTO (the ceiling);
             # now that it is known, a lost one among them need not wait that long.
             for flight in {id(f): f for f in channel.inflight.values()}.values():
-                deadline = max(flight.copies.values()) + self._wait(channel, flight.attempt)
+                deadline = flight.copies[-1][1] + self._wait(channel, flight.attempt)
                 if deadline < flight.deadline:
                     self._schedule(channel, flight, heap, deadline)
 
@@ -291,11 +308,15 @@ class Engine:
             end = 12 + len(flight.qsection)
             if wire[12:end].lower() != flight.qsection.lower():
                 continue  # not the answer to this question: keep waiting (RFC 5452 §4.2)
-            self._sample(channel, now - flight.copies[qid], heap)
+            sent = next(t for i, t in flight.copies if i == qid)
+            self._sample(channel, now - sent, heap)
             self._land(channel, flight)
+            if channel.cwnd < self.window:  # grow back: +1 per answer, then +1 per window
+                step = 1.0 if channel.cwnd < channel.ssthresh else 1.0 / channel.cwnd
+                channel.cwnd = min(float(self.window), channel.cwnd + step)
             channel.answered += 1
             try:
-                message = parse_response(wire)
+                message = parse_response(wire, flight.query.name)
             except WireError as exc:
                 log.info("%s: unreadable answer for %s: %s", channel.server, flight.query, exc)
                 finish(flight.query, Answer.failure(flight.query, "FORMERR"))

@@ -51,17 +51,17 @@ class WireError(ProvisionerError):
 
 def encode_name(name: str) -> bytes:
     """``name`` (A-labels, trailing dot optional) as uncompressed wire labels (RFC 1035 §3.1)."""
-    out = bytearray()
-    for label in name.rstrip(".").split(".") if name.strip(".") else []:
-        raw = label.encode("ascii")
-        if not 0 < len(raw) < 64:
-            raise WireError(f"bad label {label!r} in {name!r}")
-        out.append(len(raw))
-        out += raw
-    out.append(0)
+    try:
+        raw = name.rstrip(".").encode("ascii")
+    except UnicodeEncodeError:
+        raise WireError(f"not an A-label name: {name!r}") from None
+    labels = raw.split(b".") if raw else []
+    if any(not 0 < len(label) < 64 for label in labels):
+        raise WireError(f"bad label in {name!r}")
+    out = b"".join(bytes((len(label),)) + label for label in labels) + b"\0"
     if len(out) > 255:
         raise WireError(f"name too long: {name!r}")
-    return bytes(out)
+    return out
 
 
 def question(name: str, rdtype: str) -> bytes:
@@ -152,23 +152,38 @@ def _rdata(wire: bytes, rtype: int, start: int, length: int) -> Any:
     return wire[start : start + length]
 
 
-def parse_response(wire: bytes) -> Message:
-    """Read a response: header, answer section, and just enough of the authority section."""
+def parse_response(wire: bytes, qname: str | None = None) -> Message:
+    """Read a response: header, answer section, and just enough of the authority section.
+
+    ``qname``: the caller has checked that the message holds exactly its one question (the
+    engine does, RFC 5452 §4.2), written as :func:`question` writes it; the question is then
+    skipped, and an owner compressed to it (the pointer 0xC00C, RFC 1035 §4.1.4, as servers
+    write nearly every answer) is taken as ``qname`` without reading it again.
+    """
     if len(wire) < 12:
         raise WireError("message shorter than its header")
     qid, flags, qdcount, ancount, nscount, _ = _HEADER.unpack_from(wire)
     offset = 12
-    for _ in range(qdcount):
-        offset = read_name(wire, offset)[1] + 4
-        if offset > len(wire):
+    if qname is not None and qdcount == 1:
+        offset = wire.find(0, 12) + 5  # uncompressed labels, then QTYPE and QCLASS
+        if offset == 4:
             raise WireError("question runs past the message")
+    else:
+        qname = None
+        for _ in range(qdcount):
+            offset = read_name(wire, offset)[1] + 4
+    if offset > len(wire):
+        raise WireError("question runs past the message")
     answer: list[tuple[str, str, Any]] = []
     soa_owner: str | None = None
     saw_ns = False
     seen: set[tuple[str, int, Any]] = set()
     try:
         for index in range(ancount + nscount):
-            owner, offset = read_name(wire, offset)
+            if qname is not None and wire[offset : offset + 2] == b"\xc0\x0c":
+                owner, offset = qname, offset + 2
+            else:
+                owner, offset = read_name(wire, offset)
             rtype, _rclass, _ttl, rdlength = _RR.unpack_from(wire, offset)
             offset += 10
             if offset + rdlength > len(wire):
