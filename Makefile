@@ -17,6 +17,7 @@ venv: $(BIN)/.installed
 
 system-deps:
 	scripts/install-system-deps
+	scripts/install-gitlab-ci-local >/dev/null
 
 # The main job: check every declaration, show the records, plan and apply them to build/dns.
 run: venv
