@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import jsonschema_rs
 
 from provisioner.errors import Problem
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator, ValidationError
 from provisioner.yamlload import Document
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -37,8 +39,11 @@ def _fast(name: str) -> Any:
 
 
 @cache
-def _slow(name: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(schema(name))
+def _slow(name: str) -> Draft202012Validator:
+    # Imported here: only an invalid document needs it, and it costs 0.1 s to import.
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(schema(name))
 
 
 def default(name: str, *path: str) -> Any:
@@ -72,7 +77,7 @@ def check(name: str, doc: Document) -> list[Problem]:
     return sorted(found, key=lambda p: (p.origin.line, p.origin.column, p.code))
 
 
-def _describe(doc: Document, error: jsonschema.ValidationError) -> list[Problem]:
+def _describe(doc: Document, error: ValidationError) -> list[Problem]:
     path = tuple(error.absolute_path)
     where = ".".join(str(p) for p in path) or "the top level"
     kind = error.validator

@@ -15,18 +15,23 @@ from collections.abc import Sequence
 from provisioner import __version__
 from provisioner.errors import ProvisionerError
 
-COMMAND_MODULES = (
-    "provisioner.cli.validate",
-    "provisioner.cli.records",
-    "provisioner.cli.plan",
-    "provisioner.cli.verify",
-    "provisioner.cli.drift",
-    "provisioner.cli.instructions",
-    "provisioner.cli.mr_note",
-)
+# Command name -> the module that registers it. Only the module of the command being run is
+# imported (octoDNS, the DNS client and jsonschema cost a third of a second to import), unless
+# the whole parser is needed for --help or a mistyped command.
+COMMANDS = {
+    "validate": "provisioner.cli.validate",
+    "records": "provisioner.cli.records",
+    "plan": "provisioner.cli.plan",
+    "apply": "provisioner.cli.plan",
+    "verify": "provisioner.cli.verify",
+    "drift": "provisioner.cli.drift",
+    "instructions": "provisioner.cli.instructions",
+    "mr-note": "provisioner.cli.mr_note",
+}
+COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="provisioner",
         description="SPF, DKIM, DMARC and MX records for the platform's institutions, as code.",
@@ -41,13 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    modules = [COMMANDS[command]] if command in COMMANDS else list(COMMAND_MODULES)
+    for name in modules:
         importlib.import_module(name).register(subparsers, common)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
