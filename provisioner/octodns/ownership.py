@@ -31,7 +31,7 @@ from octodns.record import Record as OctoRecord  # type: ignore[import-untyped,u
 
 from provisioner.errors import Origin, Problem, Severity
 from provisioner.octodns.convert import escape, unescape
-from provisioner.octodns.spfmerge import LiveSpfError, is_spf, merge, parse_live
+from provisioner.octodns.spfmerge import LiveSpfError, check_lookups, is_spf, live_spf, merge
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +134,7 @@ class SpfRefused(ProcessorException):  # type: ignore[misc]
         fqdn = f"{name}.{zone}" if name else zone
         super().__init__(
             f"zone {zone}: {fqdn} TXT: {error}. Nothing in this zone is planned or changed: "
-            "repair the record at the DNS host (one valid v=spf1 value) or remove it, then "
-            "plan again"
+            f"{error.fix}"
         )
 
 
@@ -186,8 +185,9 @@ class Ownership(BaseProcessor):  # type: ignore[misc]
         origin = Origin(str(ours.context)) if ours is not None and ours.context else Origin(zone)
         released = before.spf_mechanisms(name) - wanted.spf_mechanisms(name)
         try:
-            live_spf = parse_live(live_values)
-            result = merge(live_spf, our_spf, wanted.spf_mechanisms(name), released)
+            spf = live_spf(live_values, our_spf)
+            result = merge(spf.value, our_spf, wanted.spf_mechanisms(name), released)
+            check_lookups(result, spf)
         except LiveSpfError as exc:
             # Raised, not noted: the zone's plan must not exist, so apply cannot write it.
             raise SpfRefused(desired.decoded_name, name, exc) from None
@@ -198,9 +198,18 @@ class Ownership(BaseProcessor):  # type: ignore[misc]
                 "it stays (declare it so that instructions and verification know it)",
                 origin,
             )
+        if spf.combined:
+            listed = ", ".join(repr(v) for v in spf.values)
+            self.notes.add(
+                zone, "plan.spf-merged",
+                f"{_label(name)}: {len(spf.values)} live SPF values ({listed}) merged into "
+                f"one ({result.value!r}): more than one SPF record at a name is a permerror "
+                "(RFC 7208 §4.5); every mechanism of each stays",
+                origin,
+            )
         for note in result.notes:
             self.notes.add(zone, "ownership.spf-note", f"{_label(name)}: {note}", origin)
-        values = [v for v in live_values if v != live_spf]
+        values = [v for v in live_values if v not in spf.values]
         if result.value is not None:
             values.insert(0, result.value)
         if ours is not None:

@@ -9,8 +9,13 @@ happens to give: ``include:`` with no domain, ``ip4:999.1.1.1`` or ``redirect`` 
 A live value that does not parse is never merged into: whatever we wrote into it, receivers
 would still answer ``permerror`` (RFC 7208 §4.6) and the customer's mail would fail SPF as
 before, while the plan would look as if it fixed something. :class:`LiveSpfError` says so, and
-the caller refuses the zone. Two SPF values at one name are the same kind of error (§4.5:
-``permerror``): picking one to merge into would be a guess about which one the customer meant.
+the caller refuses the zone.
+
+Two SPF values at one name are a ``permerror`` too (§4.5), but one that the product can repair
+without guessing (DESIGN §5: one record, every customer mechanism stays): when every value
+parses, :func:`combine` makes them one value holding the mechanisms of all, in order, each once,
+and the merge proceeds from that. It is refused only when the result would exceed §4.6.4's
+lookup limit, since publishing it would trade one permerror for another.
 
 Terms compare by their parsed parts: the qualifier (absent means ``+``, §4.6.2), the name
 (case-insensitive) and the argument (domain names are case-insensitive; an argument holding a
@@ -31,17 +36,30 @@ TermKey = tuple[str, str, str, str | None]  # kind, qualifier, name, argument
 
 
 class LiveSpfError(ProvisionerError):
-    """The live SPF at a name cannot be merged into: it does not parse, or there are several.
+    """The live SPF at a name cannot be merged into.
 
-    ``values`` are the live SPF values (one when it does not parse); ``syntax`` the parser's
-    error for a single malformed value, None for several values. ``str()`` is one line naming
-    the value(s), what is wrong and where; the caller adds the zone and the fix.
+    ``values`` are the live SPF values concerned; ``syntax`` the parser's error for a malformed
+    value (None otherwise); ``fix`` what the operator does about it. ``str()`` is one line naming
+    the value(s), what is wrong and where; the caller adds the zone.
     """
 
-    def __init__(self, values: Sequence[str], syntax: SpfSyntaxError | None = None) -> None:
+    DEFAULT_FIX = ("repair the record at the DNS host (one valid v=spf1 value) or remove it, "
+                   "then plan again")
+
+    def __init__(
+        self,
+        values: Sequence[str],
+        syntax: SpfSyntaxError | None = None,
+        *,
+        reason: str | None = None,
+        fix: str = DEFAULT_FIX,
+    ) -> None:
         self.values = tuple(values)
         self.syntax = syntax
-        if syntax is not None:
+        self.fix = fix
+        if reason is not None:
+            message = reason
+        elif syntax is not None:
             where = f"column {syntax.position + 1}"
             if syntax.term:
                 where = f"term {syntax.term!r} at {where}"
@@ -49,9 +67,8 @@ class LiveSpfError(ProvisionerError):
                        f"({where}); receivers answer permerror for it (RFC 7208 §4.6)")
         else:
             listed = ", ".join(repr(v) for v in self.values)
-            message = (f"{len(self.values)} live SPF values ({listed}): more than one SPF "
-                       "record at a name is a permerror (RFC 7208 §4.5), and the provisioner "
-                       "will not guess which one to merge into")
+            message = (f"{len(self.values)} live SPF values ({listed}) cannot be merged into "
+                       "one")
         super().__init__(message)
 
 
@@ -85,11 +102,14 @@ def mechanism_keys(texts: Iterable[str]) -> set[TermKey]:
 def parse_live(values: Iterable[str]) -> str | None:
     """The one live SPF value among a TXT set's values (None: there is none).
 
-    Raises :class:`LiveSpfError` when there are several SPF values or the one does not parse.
+    Raises :class:`LiveSpfError` when there are several SPF values (see :func:`live_spf` for
+    combining them) or the one does not parse.
     """
     found = [v for v in values if is_spf(v)]
     if len(found) > 1:
-        raise LiveSpfError(found)
+        raise LiveSpfError(found, reason=(
+            f"{len(found)} live SPF values ({', '.join(repr(v) for v in found)}): more than "
+            "one SPF record at a name is a permerror (RFC 7208 §4.5)"))
     if not found:
         return None
     try:
@@ -97,6 +117,95 @@ def parse_live(values: Iterable[str]) -> str | None:
     except SpfSyntaxError as exc:
         raise LiveSpfError(found, exc) from None
     return found[0]
+
+
+_STRICTNESS = {"-": 0, "~": 1, "?": 2, "+": 3}
+
+
+def combine(values: Sequence[str], ours: str | None = None) -> str:
+    """Several live SPF values made one (RFC 7208 §4.5 allows one per name).
+
+    Every value must parse (:class:`LiveSpfError` names the first that does not). The result
+    holds the mechanisms of all values in order, each once (compared by :func:`key`), then one
+    ``all`` term, then the modifiers, each once. When the values' ``all`` terms disagree, the
+    declared one (``ours``) wins; without one, the strictest. Two different ``redirect=`` or
+    ``exp=`` cannot be one value: that is a :class:`LiveSpfError` too.
+    """
+    records = []
+    for value in values:
+        try:
+            records.append(parse(value))
+        except SpfSyntaxError as exc:
+            raise LiveSpfError([value], exc) from None
+    mechanisms: list[Term] = []
+    modifiers: list[Term] = []
+    alls: list[Term] = []
+    seen: set[TermKey] = set()
+    for record in records:
+        for term in record.terms:
+            k = key(term)
+            if k in seen:
+                continue
+            seen.add(k)
+            (alls if _is_all(term) else modifiers if term.kind == "modifier"
+             else mechanisms).append(term)
+    if len(alls) > 1:
+        declared = next((t for t in parse(ours).terms if _is_all(t)), None) if ours else None
+        alls = [declared or min(alls, key=lambda t: _STRICTNESS.get(t.qualifier, 3))]
+    text = _text([*mechanisms, *alls, *modifiers])
+    try:
+        parse(text)
+    except SpfSyntaxError as exc:
+        raise LiveSpfError(values, exc, reason=(
+            f"{len(values)} live SPF values ({', '.join(repr(v) for v in values)}) cannot be "
+            f"merged into one: {exc.what} in {text!r}"),
+            fix="keep one v=spf1 value at the DNS host (one redirect=, one exp=), then plan "
+                "again") from None
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSpf:
+    """The live SPF at a name as one value: ``value`` (None: there is none) and ``values``,
+    the live SPF values it stands for (several when :func:`combine` merged them)."""
+
+    value: str | None
+    values: tuple[str, ...]
+
+    @property
+    def combined(self) -> bool:
+        return len(self.values) > 1
+
+
+def live_spf(values: Iterable[str], ours: str | None = None) -> LiveSpf:
+    """The live SPF among a TXT set's values, several combined into one (:func:`combine`).
+
+    Raises :class:`LiveSpfError` when a value does not parse.
+    """
+    found = tuple(v for v in values if is_spf(v))
+    if len(found) > 1:
+        return LiveSpf(combine(found, ours), found)
+    return LiveSpf(parse_live(found), found)
+
+
+def check_lookups(merged: SpfMerge, live: LiveSpf) -> None:
+    """Refuse a merge of several live values whose result is over the lookup limit.
+
+    A single live value over the limit is only noted (the customer's record was already so);
+    a value we made from several must not be published broken.
+    """
+    if not live.combined or merged.value is None:
+        return
+    lookups = count_lookup_terms(parse(merged.value))
+    if lookups > MAX_LOOKUPS:
+        listed = ", ".join(repr(v) for v in live.values)
+        raise LiveSpfError(live.values, reason=(
+            f"{len(live.values)} live SPF values ({listed}) merged into one "
+            f"({merged.value!r}) have {lookups} DNS-lookup terms, over RFC 7208 §4.6.4's "
+            f"{MAX_LOOKUPS}: receivers would answer permerror"),
+            fix="flatten or drop some includes so that one v=spf1 value stays within "
+                f"{MAX_LOOKUPS} lookup terms, keep only that value at the DNS host, then plan "
+                "again")
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,4 +301,7 @@ def _text(terms: Iterable[Term]) -> str:
     return " ".join([SPF_PREFIX, *(t.text for t in terms)])
 
 
-__all__ = ["LiveSpfError", "SpfMerge", "is_spf", "key", "mechanism_keys", "merge", "parse_live"]
+__all__ = [
+    "LiveSpf", "LiveSpfError", "SpfMerge", "check_lookups", "combine", "is_spf", "key",
+    "live_spf", "mechanism_keys", "merge", "parse_live",
+]
