@@ -16,7 +16,14 @@ from octodns.zone import Zone
 
 from provisioner.octodns.guard import Guard, GuardedPlan, OwnershipViolation, check
 from provisioner.octodns.ownership import MARKER_NAME, Claim, Ownership, SpfRefused
-from provisioner.octodns.spfmerge import LiveSpfError, is_spf, merge, parse_live
+from provisioner.octodns.spfmerge import (
+    LiveSpfError,
+    combine,
+    is_spf,
+    live_spf,
+    merge,
+    parse_live,
+)
 
 # --- the SPF merge (RFC 7208) -----------------------------------------------------------------
 
@@ -131,7 +138,7 @@ def test_claim_round_trips_and_patterns_cover_names() -> None:
     assert claim.owns((MARKER_NAME, "TXT")) and not Claim().owns((MARKER_NAME, "TXT"))
 
 
-# --- SPF through the RFC 7208 parser: malformed or several live values are refused -----------
+# --- SPF through the RFC 7208 parser: malformed values are refused, several are merged ------
 
 
 @pytest.mark.parametrize(("live", "what"), [
@@ -155,6 +162,38 @@ def test_parse_live_refuses_two_spf_values() -> None:
         parse_live(["v=spf1 mx ~all", "site=1", "v=spf1 include:_spf.google.com -all"])
     assert parse_live(["site=1", "v=spf1 mx ~all"]) == "v=spf1 mx ~all"
     assert parse_live(["site=1", "v=spf10 mx"]) is None
+
+
+def test_combine_keeps_every_mechanism_once_in_order() -> None:
+    got = combine(["v=spf1 mx include:a.example ~all", "v=spf1 INCLUDE:A.example ip4:192.0.2.1 ~all"])
+    assert got == "v=spf1 mx include:a.example ip4:192.0.2.1 ~all"
+    # all terms that disagree: the declared one wins; without one, the strictest.
+    two = ["v=spf1 mx ?all", "v=spf1 a -all"]
+    assert combine(two, "v=spf1 include:s.example ~all") == "v=spf1 mx a ~all"
+    assert combine(two) == "v=spf1 mx a -all"
+    # modifiers after the all, each once; a redirect alone keeps the single-value rules.
+    assert combine(["v=spf1 mx redirect=r.example", "v=spf1 a redirect=r.example"]) \
+        == "v=spf1 mx a redirect=r.example"
+    assert merge(combine(["v=spf1 mx redirect=r.example", "v=spf1 a"]),
+                 "v=spf1 include:s.example -all").value \
+        == "v=spf1 mx a include:s.example redirect=r.example"
+
+
+def test_combine_refuses_what_cannot_be_one_value() -> None:
+    with pytest.raises(LiveSpfError, match="'v=spf1 include: ~all' does not parse"):
+        combine(["v=spf1 mx ~all", "v=spf1 include: ~all"])
+    with pytest.raises(LiveSpfError, match="cannot be merged into one") as caught:
+        combine(["v=spf1 redirect=a.example", "v=spf1 redirect=b.example"])
+    assert "one redirect=" in caught.value.fix
+
+
+def test_live_spf_says_when_it_combined() -> None:
+    one = live_spf(["site=1", "v=spf1 mx ~all"])
+    assert one.value == "v=spf1 mx ~all" and not one.combined
+    two = live_spf(["v=spf1 mx ~all", "site=1", "v=spf1 a ~all"])
+    assert two.value == "v=spf1 mx a ~all" and two.values == ("v=spf1 mx ~all", "v=spf1 a ~all")
+    assert two.combined
+    assert live_spf(["site=1"]).value is None
 
 
 def test_merge_compares_parsed_terms_not_words() -> None:
@@ -189,7 +228,7 @@ def test_merge_notes_a_value_over_the_lookup_limit() -> None:
 
 @pytest.mark.parametrize("apex", [
     ["v=spf1 include: ~all", "site-verification=1"],
-    ["v=spf1 mx ~all", "v=spf1 include:_spf.google.com ~all"],
+    ["v=spf1 mx ~all", "v=spf1 include: ~all"],  # one of several values does not parse
 ])
 def test_processor_refuses_the_zone_and_changes_nothing(tmp_path: Path, apex: list[str]) -> None:
     live = {**CUSTOMER, "": {"type": "TXT", "ttl": 300, "values": apex}}
@@ -201,7 +240,7 @@ def test_processor_refuses_the_zone_and_changes_nothing(tmp_path: Path, apex: li
         _plan(tmp_path, live, desired)
     message = str(caught.value)
     assert message.startswith("zone example.com.: example.com. TXT: ")
-    assert all(repr(v) in message for v in apex if v.startswith("v=spf1"))
+    assert repr("v=spf1 include: ~all") in message
     assert "repair the record at the DNS host" in message and "\n" not in message
     assert caught.value.zone == "example.com." and caught.value.name == ""
 
@@ -216,3 +255,43 @@ def test_guard_still_sees_a_lost_term_of_an_unparsable_value(tmp_path: Path) -> 
                                      "values": ["v=spf1 include:s.example ~all"]},
                                 MARKER_NAME: MARKER}))
     assert check(plan) == ("update of @ TXT would drop include:, mx",)
+
+
+APEX_DESIRED: dict[str, dict[str, Any]] = {
+    "": {"type": "TXT", "ttl": 3600, "value": "v=spf1 include:s.example ~all"},
+    "_dmarc": {"type": "TXT", "ttl": 3600, "value": "v=DMARC1\\; p=reject"},
+    MARKER_NAME: MARKER,
+}
+
+
+def test_processor_merges_two_live_spf_values_into_one(tmp_path: Path) -> None:
+    apex = ["v=spf1 mx -all", "site-verification=1", "v=spf1 ip4:192.0.2.7 include:s.example ~all"]
+    live = {**CUSTOMER, "": {"type": "TXT", "ttl": 300, "values": apex}}
+    ownership = Ownership("o")
+    provider = YamlProvider("files", str(tmp_path), escaped_semicolons=False,
+                            enforce_order=False, root_ns_warnings=False)
+    provider.apply(provider.plan(_zone(live)))
+    plan = Guard("g").process_plan(
+        provider.plan(_zone(APEX_DESIRED), processors=[ownership]), target=provider)
+    assert isinstance(plan, GuardedPlan) and plan.violations == ()  # no customer term lost
+    by = {(c.record.name, c.__class__.__name__): c for c in plan.changes}
+    new = [str(v) for v in by[("", "Update")].new.values]
+    spf = [v for v in new if is_spf(v)]
+    assert spf == ["v=spf1 ip4:192.0.2.7 include:s.example mx ~all"]  # declared ~all wins
+    assert "site-verification=1" in new and len(new) == 2
+    notes = ownership.notes.by_zone["example.com."]
+    merged = [n for n in notes if n.code == "plan.spf-merged"]
+    assert len(merged) == 1 and all(repr(v) in merged[0].message for v in apex if is_spf(v))
+    provider.apply(plan)
+    assert provider.plan(_zone(APEX_DESIRED), processors=[Ownership("o")]) is None
+
+
+def test_processor_refuses_a_merge_over_the_lookup_limit(tmp_path: Path) -> None:
+    apex = ["v=spf1 " + " ".join(f"include:a{i}.example" for i in range(5)) + " ~all",
+            "v=spf1 " + " ".join(f"include:b{i}.example" for i in range(5)) + " ~all"]
+    live = {**CUSTOMER, "": {"type": "TXT", "ttl": 300, "values": apex}}
+    with pytest.raises(SpfRefused) as caught:
+        _plan(tmp_path, live, _zone(APEX_DESIRED))
+    message = str(caught.value)
+    assert "11 DNS-lookup terms" in message and "flatten or drop some includes" in message
+    assert all(repr(v) in message for v in apex)
