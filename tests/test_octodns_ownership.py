@@ -165,7 +165,8 @@ def test_parse_live_refuses_two_spf_values() -> None:
 
 
 def test_combine_keeps_every_mechanism_once_in_order() -> None:
-    got = combine(["v=spf1 mx include:a.example ~all", "v=spf1 INCLUDE:A.example ip4:192.0.2.1 ~all"])
+    got = combine(["v=spf1 mx include:a.example ~all",
+                   "v=spf1 INCLUDE:A.example ip4:192.0.2.1 ~all"])
     assert got == "v=spf1 mx include:a.example ip4:192.0.2.1 ~all"
     # all terms that disagree: the declared one wins; without one, the strictest.
     two = ["v=spf1 mx ?all", "v=spf1 a -all"]
