@@ -181,7 +181,7 @@ def test_missing_institution_zone_is_an_error(
 @pytest.mark.parametrize("apex", [
     ['"google-site-verification=Zx81-abc_123"', '"v=spf1 include: ~all"'],
     ['"v=spf1 ip4:999.1.1.1 ~all"'],
-    ['"v=spf1 include:_spf.google.com ~all"', '"v=spf1 mx -all"'],
+    ['"v=spf1 include:_spf.google.com ~all"', '"v=spf1 mx include: -all"'],  # one of two
 ])
 def test_unmergeable_live_spf_refuses_the_zone(
     tmp_path: Path, pdns: PdnsServer, capsys: pytest.CaptureFixture[str],  # noqa: F811
@@ -199,14 +199,49 @@ def test_unmergeable_live_spf_refuses_the_zone(
     line = lines[0]
     assert "zones/mosa.yaml:" in line and "[plan.live-spf-invalid]" in line
     assert "zone mosamuseum.com.:" in line and "repair the record at the DNS host" in line
-    for value in apex:
-        if value.startswith('"v=spf1'):
-            assert repr(value.strip('"')) in line
+    bad = [v.strip('"') for v in apex if "include: " in v or "999" in v]
+    assert len(bad) == 1 and repr(bad[0]) in line
 
     applied = run(tmp_path, capsys, "apply", "--force")
     assert applied.code == 1
     assert pdns.rrsets("mosamuseum.com") == before  # SOA serial included: nothing written
     assert "dmarc.secutix.com." not in pdns.zones()  # nor anything else of the refused plan
+
+
+def test_two_live_spf_values_are_merged_into_one(
+    tmp_path: Path, pdns: PdnsServer, capsys: pytest.CaptureFixture[str],  # noqa: F811
+) -> None:
+    # RFC 7208 §4.5: two SPF values are a permerror; DESIGN §5: one value, theirs kept.
+    write_project(tmp_path, {"powerdns": pdns.target_options()}, default="powerdns")
+    declare(tmp_path, "mosa", MOSA)
+    apex = ['"google-site-verification=Zx81-abc_123"', '"v=spf1 include:_spf.google.com ~all"',
+            '"v=spf1 ip4:192.0.2.25 ip6:2001:db8::25 -all"']
+    pdns.create_zone("mosamuseum.com", [*CUSTOMER[:2], ("", "TXT", 300, apex)])
+    publish_platform_dns(pdns, ["mosa", "lyon"])
+
+    planned = run(tmp_path, capsys, "plan", "--detailed-exitcode")
+    assert planned.code == 2, planned.err
+    merged = [line for line in planned.err.splitlines() if "[plan.spf-merged]" in line]
+    assert len(merged) == 1 and "zones/mosa.yaml:" in merged[0], planned.err
+    assert "'v=spf1 include:_spf.google.com ~all'" in merged[0]
+    assert "'v=spf1 ip4:192.0.2.25 ip6:2001:db8::25 -all'" in merged[0]
+    assert "[plan.live-spf-invalid]" not in planned.err
+
+    applied = run(tmp_path, capsys, "apply", "--checksum", checksum_of(planned.out))
+    assert applied.code == 0, applied.out + applied.err
+    values = txt_strings(pdns.dns_port, "mosamuseum.com.")
+    spf = [v for v in values if v.startswith("v=spf1")]
+    assert len(spf) == 1, values
+    terms = spf[0].split()
+    for term in ("include:_spf.google.com", "ip4:192.0.2.25", "ip6:2001:db8::25",
+                 "include:spf.secutix.com"):
+        assert terms.count(term) == 1, spf
+    assert terms[-1] == "~all"  # the declared all wins where the live values disagree
+    assert "google-site-verification=Zx81-abc_123" in values and len(values) == 2
+
+    again = run(tmp_path, capsys, "plan", "--detailed-exitcode")
+    assert again.code == 0, again.out + again.err
+    assert "[plan.spf-merged]" not in again.err
 
 
 # --- apply verifies what it changed (issue 4 item 7) ------------------------------------------
