@@ -204,12 +204,15 @@ def detect(
     if zones:
         planned = plan_fn(records, project.platform, project.root, only_zones=zones)
         planned_zones = {z.zone for z in planned.zones}
+        refused = [f for f in (_refused_spf(r, by_key) for r in planned.refused)
+                   if f is not None]
+        findings += [f for f in refused if mine(f.institution)]
         for problem in planned.problems:
-            refused = _refused_spf(problem, by_key)
-            if refused is not None:
-                if mine(refused.institution):
-                    findings.append(refused)
-            elif problem.is_error:
+            # A refused zone whose record we know is a finding (above), not an error of the run.
+            if problem.code == "plan.live-spf-invalid" and any(
+                    f.reason == problem.message for f in refused):
+                continue
+            if problem.is_error:
                 problems.append(problem)
         for zone in planned.zones:
             for change in zone.changes:
@@ -305,25 +308,18 @@ def _live_finding(institution: str | None, domain: str, check: CheckResult, *, e
                    tuple(sorted(check.found)), reason, ("live",))
 
 
-SPF_REFUSED = re.compile(r"zone (?P<zone>\S+): (?P<name>\S+) TXT: ")
-
-
-def _refused_spf(problem: Problem, by_key: dict[tuple[str, str, str], Record]) -> Finding | None:
-    """The plan refused a zone whose live apex holds several SPF values: that is drift (an
-    extra record), not an error of this run. None for any other problem."""
-    if problem.code != "plan.live-spf-invalid":
-        return None
-    match = SPF_REFUSED.search(problem.message)
-    if match is None:
-        return None
-    zone, fqdn = match.group("zone"), match.group("name")
-    name = fqdn[: -len(zone)].rstrip(".") if fqdn.endswith(zone) else fqdn
-    record = by_key.get((zone, name, "TXT"))
+def _refused_spf(refused: engine.RefusedSpf, by_key: dict[tuple[str, str, str], Record]
+                 ) -> Finding | None:
+    """A zone the plan refused for its live SPF (several values over the lookup limit, one
+    that does not parse): that is drift (an unexpected value), not an error of this run. None
+    when no declared record is at that name."""
+    record = by_key.get((refused.zone, refused.name, "TXT"))
     if record is None:
         return None
+    fqdn = f"{refused.name}.{refused.zone}" if refused.name else refused.zone
     return Finding(DriftClass.UNEXPECTED, record.institution, record.domain,
-                   fqdn.rstrip("."), "TXT", tuple(str(v) for v in record.values), (),
-                   problem.message, ("plan",), record.target)
+                   fqdn.rstrip("."), "TXT", tuple(str(v) for v in record.values),
+                   refused.values, refused.reason, ("plan",), record.target)
 
 
 def _merge(findings: list[Finding]) -> list[Finding]:

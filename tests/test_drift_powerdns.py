@@ -223,3 +223,24 @@ def test_an_external_domain_never_published_is_unpublished(
     assert {f["institution"] for f in findings} == {"kunst"}
     assert pdns.rrsets("kunsthaus.ch")[("", "MX")]  # never written: external
     assert ("_dmarc", "TXT") not in pdns.rrsets("kunsthaus.ch")
+
+
+def test_a_refused_zone_is_an_unexpected_value_not_an_error(
+    project: Path, pdns: PdnsServer, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    # A live SPF value that does not parse is not merged into: the plan refuses the zone, and
+    # drift reports it from the plan's structured refusal, the live value as found.
+    _apply(project, capsys)
+    zone = "mosamuseum.com."
+    bad = "v=spf1 include:spf.secutix.com include: ~all"
+    pdns.request("PATCH", f"zones/{zone}", {"rrsets": [
+        {"name": zone, "type": "TXT", "ttl": 3600, "changetype": "REPLACE",
+         "records": [{"content": f'"{bad}"', "disabled": False}]}]})
+    drifted = _drift(project, pdns, capsys, "--format", "json")
+    assert drifted.code == 2, drifted.err
+    findings = drifted.json()["findings"]
+    assert [(f["class"], f["record"], f["type"]) for f in findings] == [
+        ("unexpected", "mosamuseum.com", "TXT")], findings
+    assert bad in findings[0]["found"]
+    assert "does not parse" in findings[0]["reason"]
+    assert "live-spf-invalid" not in drifted.err

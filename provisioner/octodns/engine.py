@@ -72,12 +72,25 @@ class Awaiting:
     records: tuple[Record, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class RefusedSpf:
+    """A zone refused because of its live SPF at ``name`` (relative, "" for the apex):
+    ``values`` are the live SPF values concerned, ``reason`` the one-line message, the same as
+    the ``plan.live-spf-invalid`` problem's."""
+
+    zone: str
+    name: str
+    values: tuple[str, ...]
+    reason: str
+
+
 @dataclass(frozen=True)
 class PlanResult:
     zones: tuple[ZonePlan, ...]
     awaiting: tuple[Awaiting, ...]
     problems: tuple[Problem, ...]
     checksum: str | None
+    refused: tuple[RefusedSpf, ...] = ()  # zones not planned for their live SPF
     # The octoDNS plans, for apply; not part of the value's meaning.
     octodns_plans: tuple[tuple[Any, Any], ...] = field(default=(), repr=False, compare=False)
 
@@ -299,6 +312,7 @@ def plan(
 
     results = _map(run, jobs, workers)
     zone_plans: list[ZonePlan] = []
+    refused: list[RefusedSpf] = []
     octo: list[tuple[Any, Any]] = []
     for job, octo_plan, failure in results:
         zone_name, target_name, orphan = job
@@ -318,6 +332,8 @@ def plan(
             # Problem, not _problem: the live value is quoted exactly, its spaces included.
             problems.append(Problem("plan.live-spf-invalid", str(failure),
                                     at.origin if at else target.origin))
+            refused.append(RefusedSpf(zone_name, failure.name, failure.error.values,
+                                      str(failure)))
             continue
         elif failure is not None:
             problems.append(_problem("plan.target-error", f"{zone_name} on {target_name}: "
@@ -343,7 +359,7 @@ def plan(
     external = [r for r in records
                 if only_institution is None or r.institution == only_institution]
     return PlanResult(tuple(zone_plans), _awaiting(external), tuple(problems),
-                      checksum_of(p for _, p in octo), tuple(octo))
+                      checksum_of(p for _, p in octo), tuple(refused), tuple(octo))
 
 
 def apply(
