@@ -42,10 +42,20 @@ class View:
         self.label = label
         self._route = route
         self._lookup = lookup
+        # Checks run again from the start each round (the runner's Miss protocol): answers
+        # already found are kept here so a re-run does not route and look them up again.
+        self._memo: dict[tuple[str, str], Answer] = {}
 
     def answer(self, name: str, rdtype: str) -> Answer:
         """The answer to ``name``/``rdtype`` (no CNAME chasing beyond the answer section)."""
-        name = fqdn(name)
+        memo = self._memo.get((name, rdtype))
+        if memo is not None:
+            return memo
+        found = self._answer(fqdn(name), rdtype)
+        self._memo[(name, rdtype)] = found
+        return found
+
+    def _answer(self, name: str, rdtype: str) -> Answer:
         servers = self._route(name)
         if isinstance(servers, str):
             return Answer(Query(_NOWHERE, name, rdtype), servers)
