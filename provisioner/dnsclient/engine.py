@@ -308,7 +308,8 @@ class Engine:
             end = 12 + len(flight.qsection)
             if wire[12:end].lower() != flight.qsection.lower():
                 continue  # not the answer to this question: keep waiting (RFC 5452 §4.2)
-            sent = next(t for i, t in flight.copies if i == qid)
+            copies = flight.copies
+            sent = copies[0][1] if len(copies) == 1 else next(t for i, t in copies if i == qid)
             self._sample(channel, now - sent, heap)
             self._land(channel, flight)
             if channel.cwnd < self.window:  # grow back: +1 per answer, then +1 per window

@@ -88,9 +88,14 @@ class _Router:
     def zone_of(self, name: str) -> str | None:
         zone = self._zone_of.get(name, "")
         if zone == "":
-            labels = name.split(".")
-            zone = next((z for z in (".".join(labels[i:]) for i in range(len(labels) - 1))
-                         if z in self.delegations), None)
+            zone = None
+            suffix, dot = name, 0
+            while dot >= 0 and suffix:  # name, then each parent ("a.b." -> "b."), no root
+                if suffix in self.delegations:
+                    zone = suffix
+                    break
+                dot = suffix.find(".")
+                suffix = suffix[dot + 1 :]
             self._zone_of[name] = zone
         return zone
 
