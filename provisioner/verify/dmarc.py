@@ -68,6 +68,16 @@ def parse_dmarc(text: str) -> dict[str, str]:
     return values
 
 
+def report_authorisations(domain: str, text: str) -> list[str]:
+    """The names where ``text``'s external report destinations authorise ``domain`` (§7.1)."""
+    try:
+        tags = parse_dmarc(text)
+    except ValueError:
+        return []
+    return [f"{domain}._report._dmarc.{host}" for host in _hosts(tags)
+            if not (is_within(host, domain) or is_within(domain, host))]
+
+
 def _hosts(tags: dict[str, str]) -> list[str]:
     hosts: list[str] = []
     for key in ("rua", "ruf"):

@@ -15,13 +15,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
 
-from provisioner.dnsclient import Delegation, DnsClient, Server, fqdn
+from provisioner.dnsclient import Delegation, DnsClient, Query, Server, fqdn
 from provisioner.model import Platform, Record, Role
 from provisioner.verify.dkim import check_dkim
-from provisioner.verify.dmarc import DmarcContext, check_dmarc
+from provisioner.verify.dmarc import DmarcContext, check_dmarc, report_authorisations
 from provisioner.verify.mx import check_return_path_mx, check_sender_mx
 from provisioner.verify.results import CheckResult, DomainReport, Report, Status, merge
-from provisioner.verify.spfcheck import check_spf
+from provisioner.verify.spfcheck import check_spf, includes
 from provisioner.verify.view import Miss, View
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,9 @@ class DomainPlan:
     domain: str
     zone: str  # fqdn
     checks: tuple[Check, ...]
+    # What the checks ask when the zone is as declared: fetched before they first run, so a
+    # healthy domain's checks run once instead of once per level of lookups.
+    prefetch: tuple[tuple[str, str], ...] = ()
 
 
 _ORDER = {Role.SPF: 0, Role.RETURN_PATH_SPF: 1, Role.DKIM: 2, Role.DMARC: 3,
@@ -61,18 +64,25 @@ def plan(records: Iterable[Record], platform: Platform) -> list[DomainPlan]:
         ctx = DmarcContext(domain, return_path, any(r.role is Role.DKIM for r in group),
                            published)
         checks: list[Check] = []
+        prefetch: list[tuple[str, str]] = [(domain, "MX")]
         for r in group:
             if r.role in (Role.SPF, Role.RETURN_PATH_SPF):
                 checks.append(partial(check_spf, record=r, platform=platform))
+                prefetch += [(r.fqdn, "TXT"), *((i, "TXT") for i in includes(str(r.values[0])))]
             elif r.role is Role.DKIM:
                 checks.append(partial(check_dkim, record=r, platform=platform))
+                prefetch += [(r.fqdn, "TXT"), (str(r.values[0]), "TXT")]
             elif r.role is Role.DMARC:
                 checks.append(partial(check_dmarc, name=r.fqdn.rstrip("."),
                                       expected_text=str(r.values[0]), ctx=ctx))
+                prefetch += [(r.fqdn, "TXT"), *((a, "TXT") for a in
+                                                report_authorisations(domain, str(r.values[0])))]
             else:
                 checks.append(partial(check_return_path_mx, record=r))
+                prefetch.append((r.fqdn, "MX"))
         checks.append(partial(check_sender_mx, domain=domain))
-        plans.append(DomainPlan(institution, domain, group[0].zone, tuple(checks)))
+        plans.append(DomainPlan(institution, domain, group[0].zone, tuple(checks),
+                                tuple(dict.fromkeys(prefetch))))
     return plans
 
 
@@ -119,12 +129,16 @@ def run_plans(plans: list[DomainPlan], platform: Platform, client: DnsClient) ->
     delegations = client.delegations(zones)
     router = _Router(delegations, client.recursive_servers())
     tasks: list[tuple[int, int, str, View, Check]] = []
+    prefetch: list[Query] = []
     for pi, p in enumerate(plans):
         servers = delegations[p.zone].servers
         labels = [str(s) for s in servers] or [f"no servers ({delegations[p.zone].status})"]
         for index, label in enumerate(labels):
             view = View(label, partial(router.route, p.zone, index), client.cached)
             tasks.extend((pi, ci, label, view, check) for ci, check in enumerate(p.checks))
+            prefetch += [q for name, rdtype in p.prefetch
+                         if (q := view.first_query(name, rdtype)) is not None]
+    client.lookup_many(prefetch)
     results: dict[tuple[int, int], list[tuple[str, CheckResult]]] = {}
     for _ in range(MAX_ROUNDS):
         misses = set()

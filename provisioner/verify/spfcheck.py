@@ -18,7 +18,7 @@ _LIMITS = (("void lookups", "void-lookup-limit"), ("DNS-querying terms", "lookup
            ("MX names", "lookup-limit"))  # the evaluator's words for the §4.6.4 limits
 
 
-def _includes(text: str) -> list[str]:
+def includes(text: str) -> list[str]:
     """The targets of the record's include mechanisms (RFC 7208 §5.2), "+" qualifier or none."""
     out = []
     for term in text.split():
@@ -56,7 +56,7 @@ def check_spf(view: View, record: Record, platform: Platform) -> CheckResult:
         parse(spf[0])
     except SpfSyntaxError as exc:
         return CheckResult("spf", name, Status.FAILED, "syntax", str(exc), expected, found)
-    missing = [i for i in _includes(expected[0]) if i not in _includes(spf[0])]
+    missing = [i for i in includes(expected[0]) if i not in includes(spf[0])]
     if missing:
         return CheckResult("spf", name, Status.FAILED, "mismatch",
                            "missing " + ", ".join(f"include:{m}" for m in missing),

@@ -46,6 +46,11 @@ class View:
         # already found are kept here so a re-run does not route and look them up again.
         self._memo: dict[tuple[str, str], Answer] = {}
 
+    def first_query(self, name: str, rdtype: str) -> Query | None:
+        """The query :meth:`answer` would send first for ``name`` (None: nowhere to ask)."""
+        servers = self._route(fqdn(name))
+        return None if isinstance(servers, str) else Query(servers[0], fqdn(name), rdtype)
+
     def answer(self, name: str, rdtype: str) -> Answer:
         """The answer to ``name``/``rdtype`` (no CNAME chasing beyond the answer section)."""
         memo = self._memo.get((name, rdtype))
