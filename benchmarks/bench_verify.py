@@ -59,7 +59,7 @@ class _LocalOnly(socket.socket):
         self._check(address)
         super().connect(address)
 
-    def sendto(self, data: Any, *args: Any) -> int:  # type: ignore[override]
+    def sendto(self, data: Any, *args: Any) -> int:
         self._check(args[-1])
         return super().sendto(data, *args)
 
