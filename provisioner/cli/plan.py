@@ -73,17 +73,26 @@ def _plan(args: argparse.Namespace, project: Project) -> PlanResult | None:
                        only_institution=args.institution or None)
 
 
-def run_plan(args: argparse.Namespace) -> int:
+def _shown_plan(args: argparse.Namespace) -> tuple[Project, PlanResult] | None:
+    """Load, plan, report the problems and print the plan; None when it cannot be applied."""
     project = load(args)
     if project is None:
-        return EXIT_ERROR
+        return None
     result = _plan(args, project)
     if result is None:
-        return EXIT_ERROR
+        return None
     report(result.problems)
     if not result.ok:
-        return EXIT_ERROR
+        return None
     print(render(result, args.format))
+    return project, result
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    shown = _shown_plan(args)
+    if shown is None:
+        return EXIT_ERROR
+    _, result = shown
     if args.detailed_exitcode and result.has_changes:
         return EXIT_CHANGES
     return EXIT_OK
@@ -95,16 +104,10 @@ def run_apply(args: argparse.Namespace) -> int:
     if args.verify_wait < 0:
         print("provisioner: --verify-wait must be >= 0", file=sys.stderr)
         return EXIT_ERROR
-    project = load(args)
-    if project is None:
+    shown = _shown_plan(args)
+    if shown is None:
         return EXIT_ERROR
-    result = _plan(args, project)
-    if result is None:
-        return EXIT_ERROR
-    report(result.problems)
-    if not result.ok:
-        return EXIT_ERROR
-    print(render(result, args.format))
+    project, result = shown
     if not result.has_changes:
         return EXIT_OK
 
