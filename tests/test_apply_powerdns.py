@@ -9,6 +9,7 @@ import pytest
 from provisioner.config import load_project
 from provisioner.octodns import engine
 from tests.octodns_project import (
+    CUSTOMER,
     answer,
     checksum_of,
     declare,
@@ -23,13 +24,6 @@ RUAS = [f"mailto:dmarc-aggregate-{i}@reports.mosamuseum.com" for i in range(6)]
 DMARC = ("v=DMARC1; p=quarantine; rua=" + ",".join(RUAS) + ",mailto:reports@dmarc.secutix.com")
 
 # The customer's zone before the platform arrives, as PowerDNS stores it.
-CUSTOMER = [
-    ("www", "A", 300, ["192.0.2.10"]),
-    ("", "MX", 3600, ["10 mx1.mosa-mail.example."]),
-    ("", "TXT", 300, ['"google-site-verification=Zx81-abc_123"',
-                      '"v=spf1 include:_spf.google.com ~all"']),
-    ("google._domainkey", "TXT", 3600, ['"v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNAD"']),
-]
 
 MOSA = """
     institution: mosa

@@ -7,7 +7,7 @@ from pathlib import Path
 import dns.rdata
 import pytest
 
-from tests.octodns_project import checksum_of, declare, run, write_project
+from tests.octodns_project import CUSTOMER, checksum_of, declare, run, write_project
 from tests.servers import MotoRoute53, route53, route53_server  # noqa: F401 - fixtures
 
 ROUTE53 = {"class": "octodns_route53.Route53Provider"}
@@ -21,13 +21,6 @@ def served(values: tuple[str, ...]) -> list[str]:
     return sorted(b"".join(dns.rdata.from_text("IN", "TXT", v).strings).decode()
                   for v in values)
 
-CUSTOMER = [
-    ("www", "A", 300, ["192.0.2.10"]),
-    ("", "MX", 3600, ["10 mx1.mosa-mail.example."]),
-    ("", "TXT", 300, ['"google-site-verification=Zx81-abc_123"',
-                      '"v=spf1 include:_spf.google.com ~all"']),
-    ("google._domainkey", "TXT", 3600, ['"v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNAD"']),
-]
 
 MOSA = """
     institution: mosa
