@@ -8,6 +8,7 @@ look at: its status and its reason.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import selectors
 import socket
@@ -21,6 +22,7 @@ from xml.etree import ElementTree as ET
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from dns import message as dns_message
 
 from provisioner.config import load_project
 from provisioner.dnsclient import DnsClient, Server
@@ -136,7 +138,8 @@ def test_healthy_zone_succeeds_and_exits_0(dns: PowerDNS, project: Project,
     assert checks.pop("exit")["code"] == 0
     assert {k: c["status"] for k, c in checks.items()} == {
         SPF: "success", SEL1: "success", "dkim stxsel2._domainkey.mosamuseum.com": "success",
-        DMARC: "success", MX: "success"}
+        DMARC: "success", MX: "success",
+        "dmarc mosamuseum.com._report._dmarc.dmarc.secutix.com": "success"}
     assert checks[SPF]["found"] == ["v=spf1 include:spf.secutix.com ~all"]
     assert "2048 bits" in checks[SEL1]["message"]
 
@@ -391,6 +394,32 @@ def test_a_server_that_times_out_does_not_hide_the_others(
     views = {v["server"]: (v["status"], v["reason"]) for v in checks[SPF]["servers"]}
     assert views == {silent: ("temporary_failure", "timeout"), dns.address: ("success", "ok")}
     assert status(checks, SPF) == ("temporary_failure", "servers-disagree")
+
+
+def test_a_dead_server_is_given_up_once_not_once_per_round(
+        dns: PowerDNS, project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    """An SPF include chain outside every known zone is followed one level per lookup round,
+    each asked of the silent server first. Once it has been declared down, the later rounds
+    must not wait for it again: it never hears the names that only later rounds need."""
+    zones = change(healthy(), "mosamuseum.com", "", "TXT",
+                   "v=spf1 include:a.partner.example include:spf.secutix.com ~all")
+    zones["partner.example"] = [("a", "TXT", "v=spf1 include:b.partner.example -all"),
+                                ("b", "TXT", "v=spf1 include:c.partner.example -all"),
+                                ("c", "TXT", "v=spf1 -all")]
+    publish(dns, zones)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        silent = f"127.0.0.1:{sock.getsockname()[1]}"
+        checks = verify(mosa_project(project), capsys, silent, dns.address)
+        sock.setblocking(False)
+        heard = set()
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                heard.add(str(dns_message.from_wire(sock.recv(4096)).question[0].name))
+    views = {v["server"]: (v["status"], v["reason"]) for v in checks[SPF]["servers"]}
+    assert views == {silent: ("temporary_failure", "timeout"), dns.address: ("success", "ok")}
+    assert "mosamuseum.com." in heard
+    assert not heard & {"a.partner.example.", "b.partner.example.", "c.partner.example."}
 
 
 class LossyLink:

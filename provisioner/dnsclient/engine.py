@@ -15,7 +15,10 @@ any copy completes the query. Each further copy waits ``backoff`` times longer (
 last one waits at least ``timeout``: a lost datagram costs one RTO (tens of milliseconds on a
 LAN), while a query is declared timed out only after the caller's timeout. A server that never
 answered and let one query exhaust its attempts is declared down and its queued queries fail
-at once. Truncated answers are asked again over TCP (RFC 7766 §5).
+at once; it stays down, and later queries to it fail at once, until :meth:`Engine.revive`
+(verify calls it before each ``--wait`` pass): a dead server costs one series of timeouts
+per pass, not one per round of dependent lookups. Truncated answers are asked again over TCP
+(RFC 7766 §5).
 """
 
 from __future__ import annotations
@@ -68,7 +71,6 @@ class _Channel:
     cut_at: float = 0.0  # when cwnd was last halved
     srtt: float | None = None
     rttvar: float = 0.0
-    down: str = ""  # "", "timeout" or "unreachable"
 
     def new_id(self) -> int:
         while True:
@@ -106,6 +108,8 @@ class Engine:
         self._channels: dict[Server, _Channel] = {}
         self._qsections: dict[tuple[str, str], bytes] = {}
         self._seq = itertools.count()
+        # Servers declared down ("timeout" or "unreachable"), remembered until revive().
+        self.down: dict[Server, str] = {}
         self.sent = 0
         self.retransmits = 0
 
@@ -113,6 +117,16 @@ class Engine:
         for channel in self._channels.values():
             channel.sock.close()
         self._channels.clear()
+
+    def after_fork(self) -> None:
+        """In a forked child: close this process's copies of the parent's sockets (the parent
+        keeps its own) and start afresh; the next query opens new ones."""
+        self.close()
+        self.sent = self.retransmits = 0
+
+    def revive(self) -> None:
+        """Give every server declared down a new chance (a new pass after a pause)."""
+        self.down.clear()
 
     def rto(self, server: Server) -> float:
         """The server's current retransmission timeout (``timeout`` until it has answered)."""
@@ -130,8 +144,6 @@ class Engine:
             channel = self._channels[server] = _Channel(server, sock, self.timeout,
                                                         cwnd=self.window,
                                                         ssthresh=self.window)
-        # A server declared down in one batch gets a new chance in the next.
-        channel.down = ""
         return channel
 
     def _qsection(self, name: str, rdtype: str) -> bytes:
@@ -152,6 +164,10 @@ class Engine:
         results: dict[Query, Answer] = {}
         channels: dict[Server, _Channel] = {}
         for query in dict.fromkeys(queries):
+            status = self.down.get(query.server)
+            if status:
+                results[query] = Answer.failure(query, status)
+                continue
             channel = channels.get(query.server) or channels.setdefault(
                 query.server, self._channel(query.server)
             )
@@ -276,7 +292,7 @@ class Engine:
                     self._schedule(channel, flight, heap, deadline)
 
     def _drop(self, channel: _Channel, status: str, finish: _Finish) -> None:
-        channel.down = status
+        self.down[channel.server] = status
         for flight in {id(f): f for f in channel.inflight.values()}.values():
             if not flight.done:
                 flight.done = True
