@@ -78,9 +78,6 @@ class DnsClient:
                              recursive=frozenset(self.resolvers))
         self._cache: dict[Query, Answer] = {}
         self._delegations: dict[str, Delegation] = {}
-        self._elsewhere: tuple[Query, ...] = ()  # queries a forked worker asked for us
-        self._worker_sent = 0
-        self._worker_retransmits = 0
 
     def __enter__(self) -> DnsClient:
         return self
@@ -96,32 +93,19 @@ class DnsClient:
         (``--wait``) sees fresh data and asks every server again."""
         self._cache.clear()
         self.engine.revive()
-        self._elsewhere = ()
-
-    def after_fork(self) -> None:
-        """In a forked worker: drop the sockets inherited from the parent (their answers are
-        the parent's), keep the cache and delegations, and open new sockets as needed."""
-        self.engine.after_fork()
-        self._elsewhere = ()
-
-    def absorb(self, sent: int, retransmits: int, asked: tuple[Query, ...]) -> None:
-        """Count what a forked worker sent on this client's behalf."""
-        self._worker_sent += sent
-        self._worker_retransmits += retransmits
-        self._elsewhere += asked
 
     @property
     def queries_sent(self) -> int:
-        return self.engine.sent + self._worker_sent
+        return self.engine.sent
 
     @property
     def retransmits(self) -> int:
         """Datagrams sent again because a copy went unanswered for the server's RTO."""
-        return self.engine.retransmits + self._worker_retransmits
+        return self.engine.retransmits
 
     def asked(self) -> tuple[Query, ...]:
-        """Every query answered so far, here or by forked workers (benchmarks replay them)."""
-        return tuple(dict.fromkeys((*self._cache, *self._elsewhere)))
+        """Every query answered so far in this client's cache (benchmarks replay them)."""
+        return tuple(self._cache)
 
     def cached(self, query: Query) -> Answer | None:
         return self._cache.get(query)

@@ -118,12 +118,6 @@ class Engine:
             channel.sock.close()
         self._channels.clear()
 
-    def after_fork(self) -> None:
-        """In a forked child: close this process's copies of the parent's sockets (the parent
-        keeps its own) and start afresh; the next query opens new ones."""
-        self.close()
-        self.sent = self.retransmits = 0
-
     def revive(self) -> None:
         """Give every server declared down a new chance (a new pass after a pause)."""
         self.down.clear()
