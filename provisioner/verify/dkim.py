@@ -60,16 +60,27 @@ def check_dkim(view: View, record: Record, platform: Platform) -> CheckResult:
                                f"appended: enter {target}", expected, found)
         return CheckResult("dkim", name, Status.FAILED, "mismatch",
                            f"the CNAME points to {got}, expected {target}", expected, found)
-    return _check_key(view, name, target, platform, expected, found)
+    label = target.split("._domainkey.")[0]
+    return check_key_at(view, name, target, platform.dkim_public_keys.get(label), expected,
+                        found, absent="the CNAME is right; ")
 
 
-def _check_key(view: View, name: str, target: str, platform: Platform,
-               expected: tuple[str, ...], found: tuple[str, ...]) -> CheckResult:
+def check_key_at(view: View, name: str, target: str, published: str | None,
+                 expected: tuple[str, ...], found: tuple[str, ...], *, absent: str = "",
+                 show_key: bool = False) -> CheckResult:
+    """The DKIM check ``name`` judged by the key record at ``target`` (RFC 6376 §3.6.2.2):
+    one TXT (``multiple-records``) that parses as a key record (:func:`parse_key_record`'s
+    reasons), holding ``published`` (the platform's base64 key, when known: ``key-mismatch``).
+    RSA under 2048 bits succeeds with a warning (RFC 8301 §3.2). No key record is pending.
+
+    ``absent`` leads the message when there is no key record; the key record's text is added
+    to ``found`` on failure, and on success too with ``show_key``.
+    """
     keys, chain = view.follow(target, "TXT")
     if keys.reason:
         status = status_of_lookup(keys.reason)
         return CheckResult("dkim", name, status, keys.reason,
-                           f"the CNAME is right; no key record at {target} yet ({keys.reason})",
+                           f"{absent}no key record at {target} yet ({keys.reason})",
                            expected, found)
     texts = [str(v) for v in keys.values]
     if len(texts) > 1:
@@ -82,7 +93,6 @@ def _check_key(view: View, name: str, target: str, platform: Platform,
         return CheckResult("dkim", name, Status.FAILED, exc.code, f"{target}: {exc}",
                            expected, found + tuple(texts))
     label = target.split("._domainkey.")[0]
-    published = platform.dkim_public_keys.get(label)
     if published and "".join(published.split()) != key.public_key:
         return CheckResult("dkim", name, Status.FAILED, "key-mismatch",
                            f"the key at {target} is not the platform's key for {label}",
@@ -92,4 +102,4 @@ def _check_key(view: View, name: str, target: str, platform: Platform,
         warnings = (f"RSA key of {key.bits} bits: use at least {GOOD_RSA_BITS} (RFC 8301 §3.2)",)
     via = f" via {' -> '.join(chain)}" if chain else ""
     return success("dkim", name, f"{key.key_type} key of {key.bits} bits at {target}{via}",
-                   expected, found, warnings)
+                   expected, found + tuple(texts) if show_key else found, warnings)

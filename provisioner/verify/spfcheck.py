@@ -32,6 +32,22 @@ def check_spf(view: View, record: Record, platform: Platform) -> CheckResult:
     """The SPF check for the TXT record set ``record`` (role SPF or RETURN_PATH_SPF)."""
     name = record.fqdn.rstrip(".")
     expected = tuple(str(v) for v in record.values)
+    spf = one_spf_record(view, name, expected)
+    if isinstance(spf, CheckResult):
+        return spf
+    found = (spf,)
+    missing = [i for i in includes(expected[0]) if i not in includes(spf)]
+    if missing:
+        return CheckResult("spf", name, Status.FAILED, "mismatch",
+                           "missing " + ", ".join(f"include:{m}" for m in missing),
+                           expected, found)
+    return passes_for_senders(view, name, platform.sending_ips, expected, found)
+
+
+def one_spf_record(view: View, name: str, expected: tuple[str, ...]) -> CheckResult | str:
+    """The one SPF record at ``name``, known to parse; or the check's result saying why there
+    is none: absent (pending), ``quoted``, ``multiple-records`` (a permerror, RFC 7208
+    §4.5) or ``syntax``."""
     answer = view.answer(name, "TXT")
     if answer.reason:
         return CheckResult("spf", name, status_of_lookup(answer.reason), answer.reason,
@@ -56,13 +72,16 @@ def check_spf(view: View, record: Record, platform: Platform) -> CheckResult:
         parse(spf[0])
     except SpfSyntaxError as exc:
         return CheckResult("spf", name, Status.FAILED, "syntax", str(exc), expected, found)
-    missing = [i for i in includes(expected[0]) if i not in includes(spf[0])]
-    if missing:
-        return CheckResult("spf", name, Status.FAILED, "mismatch",
-                           "missing " + ", ".join(f"include:{m}" for m in missing),
-                           expected, found)
+    return spf[0]
+
+
+def passes_for_senders(view: View, name: str, ips: tuple[str, ...],
+                       expected: tuple[str, ...], found: tuple[str, ...]) -> CheckResult:
+    """The check succeeds when ``check_host()`` (RFC 7208 §4.6) of ``name`` gives ``pass`` for
+    each of ``ips``, through ``view``; otherwise ``not-pass``, ``permerror``, ``lookup-limit``,
+    ``void-lookup-limit`` (§4.6.4), or ``temperror`` (a temporary failure)."""
     notes = []
-    for ip in platform.sending_ips:
+    for ip in ips:
         result = check_host(ip, name, f"postmaster@{name}", helo=name, resolver=view)
         counts = f"{result.lookups}/10 DNS lookups, {result.void_lookups}/2 void"
         if result.result == "pass":
