@@ -114,8 +114,10 @@ def verification_plan(
 
     A domain is verified when its own zone changed, or when a platform-zone record for it did
     (a DMARC report authorisation, a DKIM key): both change what its checks see. It is asked
-    of its own zone's target's servers. Every platform record goes along as context (the DMARC
-    check reads which report authorisations the platform publishes).
+    of its own zone's target's servers. Its report authorisations (records of the domain),
+    its institution's DKIM keys and the platform's own SPF record go along, and verify checks
+    each on its own (the DMARC check also reads which authorisations the platform publishes).
+    Other domains' platform-zone records stay out: they would be checked too.
     """
     changed_zones: dict[str, str] = dict(changed)
     target_of_zone = {r.zone: r.target for r in records if r.managed and r.target}
@@ -133,8 +135,9 @@ def verification_plan(
             by_target.setdefault(name, []).append(domain)
     groups: list[Group] = []
     skipped: list[Skipped] = []
-    context = tuple(r for r in records if r.institution is None or r.zone.rstrip(".")
-                    in platform.platform_zones)
+    # Records of no domain: the platform's SPF record, DKIM keys (one per institution).
+    shared = tuple(r for r in records if r.domain is None and (
+        r.institution is None or r.zone.rstrip(".") in platform.platform_zones))
     for target_name in sorted(by_target):
         target = platform.targets.get(target_name)
         if target is None:
@@ -147,6 +150,9 @@ def verification_plan(
             continue
         wanted = set(names)
         mine = tuple(r for r in records if r.domain in wanted and r.managed)
+        institutions = {r.institution for r in mine}
+        context = tuple(r for r in shared
+                        if r.institution is None or r.institution in institutions)
         groups.append(Group(where.servers, names, _unique(mine + context)))
     # Merge groups that ask the same servers: one client, one pass over them all.
     merged: dict[tuple[Server, ...], Group] = {}
