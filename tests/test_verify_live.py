@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gc
 import json
 import selectors
 import socket
@@ -512,6 +513,37 @@ def test_wait_polls_until_the_records_appear(dns: PowerDNS, project: Project) ->
                             nameservers=[Server.parse(dns.address)])
     assert report.ok
     assert pauses == [1.0, 2.0]
+
+
+def _ours(obj: object) -> bool:
+    """An object of provisioner's, or a frame or function of its code (other garbage in the
+    process, from pytest or a library, is not the pass's)."""
+    code = getattr(obj, "f_code", None) or getattr(obj, "__code__", None)
+    if code is not None:
+        return "/provisioner/" in code.co_filename
+    return type(obj).__module__.startswith("provisioner")
+
+
+def test_a_pass_makes_no_reference_cycles(dns: PowerDNS, silent: str, project: Project) -> None:
+    """verify moves what a pass leaves to the collector's permanent generation (see
+    runner._collector_paused): safe only while a pass, failures and timeouts included, makes
+    no garbage that only the cyclic collector could free."""
+    loaded = load_project(mosa_project(project).config)
+    publish(dns, change(healthy(), "mosamuseum.com", "_dmarc", "TXT", "v=DMARC1; p=bogus"))
+    gc.unfreeze()
+    gc.collect()
+    report = verify_records(loaded.records(), loaded.platform, timeout=0.2,
+                            nameservers=[Server.parse(dns.address), Server.parse(silent)])
+    gc.unfreeze()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        cycles = sorted({type(o).__name__ for o in gc.garbage if _ours(o)})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert not report.ok
+    assert cycles == []
 
 
 def test_junit_and_text_formats(dns: PowerDNS, project: Project,
