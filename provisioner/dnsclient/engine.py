@@ -315,8 +315,9 @@ class Engine:
             flight = channel.inflight.get(qid)
             if flight is None or flight.done:
                 continue
-            end = 12 + len(flight.qsection)
-            if wire[12:end].lower() != flight.qsection.lower():
+            qsection = flight.qsection
+            echoed = wire[12 : 12 + len(qsection)]
+            if echoed != qsection and echoed.lower() != qsection.lower():
                 continue  # not the answer to this question: keep waiting (RFC 5452 §4.2)
             copies = flight.copies
             sent = copies[0][1] if len(copies) == 1 else next(t for i, t in copies if i == qid)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from provisioner.dnsclient.wire import Message
@@ -65,6 +65,8 @@ class Query(NamedTuple):
 
 
 def fqdn(name: str) -> str:
+    if name.endswith(".") and not name.endswith("..") and name.islower():
+        return name  # already fully qualified and lower-case: most calls, no new string
     return name.lower().rstrip(".") + "."
 
 
@@ -74,11 +76,40 @@ class Answer:
 
     ``status`` is the RCODE (``NOERROR``, ``NXDOMAIN``, ``SERVFAIL``...) or ``timeout``,
     ``unreachable``, ``lame``. ``rrs`` is the answer section as ``(owner, type, value)``.
+    ``cnames``, ``values`` and ``direct`` are read off ``rrs`` once, when the answer is made:
+    the checks read them about three times per answer.
     """
 
     query: Query
     status: str
     rrs: tuple[tuple[str, str, Any], ...] = ()
+    # The CNAME chain from the query name, as far as the answer section holds it.
+    cnames: tuple[str, ...] = field(init=False, compare=False, repr=False)
+    # Values of the query type at the end of the CNAME chain.
+    values: tuple[Any, ...] = field(init=False, compare=False, repr=False)
+    # Values of the query type owned by the query name itself (not through a CNAME).
+    direct: tuple[Any, ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        name, rdtype = self.query.name, self.query.rdtype
+        rrs = self.rrs
+        direct = tuple(v for o, t, v in rrs if t == rdtype and o == name)
+        chain: list[str] = []
+        if any(t == "CNAME" for _, t, _ in rrs):
+            at = name
+            while len(chain) < 16:
+                target = next((v for o, t, v in rrs if o == at and t == "CNAME"), None)
+                if target is None or target in chain:
+                    break
+                chain.append(target)
+                at = target
+        values = direct
+        if chain and rdtype != "CNAME":
+            end = chain[-1]
+            values = tuple(v for o, t, v in rrs if t == rdtype and o == end)
+        object.__setattr__(self, "cnames", tuple(chain))
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "direct", direct)
 
     @classmethod
     def failure(cls, query: Query, status: str) -> Answer:
@@ -94,31 +125,6 @@ class Answer:
     @property
     def temporary(self) -> bool:
         return self.status in TEMPORARY
-
-    @property
-    def cnames(self) -> tuple[str, ...]:
-        """The CNAME chain from the query name, as far as the answer section holds it."""
-        chain: list[str] = []
-        name = self.query.name
-        while len(chain) < 16:
-            target = next((v for o, t, v in self.rrs if o == name and t == "CNAME"), None)
-            if target is None or target in chain:
-                break
-            chain.append(target)
-            name = target
-        return tuple(chain)
-
-    @property
-    def values(self) -> tuple[Any, ...]:
-        """Values of the query type at the end of the CNAME chain."""
-        chain = self.cnames
-        owner = chain[-1] if chain and self.query.rdtype != "CNAME" else self.query.name
-        return tuple(v for o, t, v in self.rrs if o == owner and t == self.query.rdtype)
-
-    @property
-    def direct(self) -> tuple[Any, ...]:
-        """Values of the query type owned by the query name itself (not through a CNAME)."""
-        return tuple(v for o, t, v in self.rrs if o == self.query.name and t == self.query.rdtype)
 
     @property
     def reason(self) -> str:

@@ -55,13 +55,17 @@ def encode_name(name: str) -> bytes:
         raw = name.rstrip(".").encode("ascii")
     except UnicodeEncodeError:
         raise WireError(f"not an A-label name: {name!r}") from None
-    labels = raw.split(b".") if raw else []
-    if any(not 0 < len(label) < 64 for label in labels):
-        raise WireError(f"bad label in {name!r}")
-    out = b"".join(bytes((len(label),)) + label for label in labels) + b"\0"
+    out = bytearray()
+    for label in raw.split(b".") if raw else ():
+        size = len(label)
+        if not 0 < size < 64:
+            raise WireError(f"bad label in {name!r}")
+        out.append(size)
+        out += label
+    out.append(0)
     if len(out) > 255:
         raise WireError(f"name too long: {name!r}")
-    return out
+    return bytes(out)
 
 
 def question(name: str, rdtype: str) -> bytes:

@@ -45,11 +45,19 @@ class View:
         # Checks run again from the start each round (the runner's Miss protocol): answers
         # already found are kept here so a re-run does not route and look them up again.
         self._memo: dict[tuple[str, str], Answer] = {}
+        self._routes: dict[str, tuple[Server, ...] | str] = {}  # route() of each name asked
+
+    def _servers(self, name: str) -> tuple[Server, ...] | str:
+        servers = self._routes.get(name)
+        if servers is None:
+            servers = self._routes[name] = self._route(name)
+        return servers
 
     def first_query(self, name: str, rdtype: str) -> Query | None:
         """The query :meth:`answer` would send first for ``name`` (None: nowhere to ask)."""
-        servers = self._route(fqdn(name))
-        return None if isinstance(servers, str) else Query(servers[0], fqdn(name), rdtype)
+        name = fqdn(name)
+        servers = self._servers(name)
+        return None if isinstance(servers, str) else Query(servers[0], name, rdtype)
 
     def answer(self, name: str, rdtype: str) -> Answer:
         """The answer to ``name``/``rdtype`` (no CNAME chasing beyond the answer section)."""
@@ -61,7 +69,7 @@ class View:
         return found
 
     def _answer(self, name: str, rdtype: str) -> Answer:
-        servers = self._route(name)
+        servers = self._servers(name)
         if isinstance(servers, str):
             return Answer(Query(_NOWHERE, name, rdtype), servers)
         found: Answer | None = None
