@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
@@ -110,6 +111,7 @@ class _Client:
     v: str  # %{v}
 
     @classmethod
+    @lru_cache(maxsize=256)  # the platform's few sending IPs, once per check_host() each
     def of(cls, ip: str) -> _Client:
         address = ip_address(ip.strip())
         if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:

@@ -4,8 +4,10 @@ policy, external report destinations' authorisation (§7.1) and alignment that c
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from types import MappingProxyType
 
 from provisioner.model import is_within
 from provisioner.verify.dkimkey import DkimKeyError, parse_tag_list
@@ -43,12 +45,16 @@ class DmarcContext:
     published_authorisations: frozenset[str]  # fqdns of D._report._dmarc.<host> we publish
 
 
+_DMARC1 = re.compile(r"^v\s*=\s*DMARC1\s*(;|$)")
+
+
 def is_dmarc(text: str) -> bool:
     """RFC 7489 §6.6.3: records not starting with ``v=DMARC1`` are discarded."""
-    return re.match(r"^v\s*=\s*DMARC1\s*(;|$)", text) is not None
+    return _DMARC1.match(text) is not None
 
 
-def parse_dmarc(text: str) -> dict[str, str]:
+@lru_cache(maxsize=4096)  # the expected text is read by plan() and the check, and is most
+def parse_dmarc(text: str) -> Mapping[str, str]:  # often the text found too
     """Tags of a DMARC record; ``ValueError`` naming the first bad one."""
     try:
         tags = parse_tag_list(text)
@@ -65,7 +71,7 @@ def parse_dmarc(text: str) -> dict[str, str]:
         raise ValueError("v=DMARC1 must be the first tag (RFC 7489 §6.3)")
     if "p" not in values:
         raise ValueError("no p= tag: the policy is required (RFC 7489 §6.3)")
-    return values
+    return MappingProxyType(values)
 
 
 def report_authorisations(domain: str, text: str) -> list[str]:
@@ -78,7 +84,7 @@ def report_authorisations(domain: str, text: str) -> list[str]:
             if not (is_within(host, domain) or is_within(domain, host))]
 
 
-def _hosts(tags: dict[str, str]) -> list[str]:
+def _hosts(tags: Mapping[str, str]) -> list[str]:
     hosts: list[str] = []
     for key in ("rua", "ruf"):
         for uri in tags.get(key, "").split(","):

@@ -9,6 +9,8 @@ includes and redirects.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from provisioner.model import Platform, Record
 from provisioner.spf import SpfSyntaxError, check_host, is_spf, parse
 from provisioner.verify.results import CheckResult, Status, status_of_lookup, success
@@ -18,14 +20,15 @@ _LIMITS = (("void lookups", "void-lookup-limit"), ("DNS-querying terms", "lookup
            ("MX names", "lookup-limit"))  # the evaluator's words for the §4.6.4 limits
 
 
-def includes(text: str) -> list[str]:
+@lru_cache(maxsize=4096)  # a record's expected and found text are most often the same
+def includes(text: str) -> tuple[str, ...]:
     """The targets of the record's include mechanisms (RFC 7208 §5.2), "+" qualifier or none."""
     out = []
     for term in text.split():
         term = term.lstrip("+").lower()
         if term.startswith("include:"):
             out.append(term[len("include:"):].rstrip("."))
-    return out
+    return tuple(out)
 
 
 def check_spf(view: View, record: Record, platform: Platform) -> CheckResult:
