@@ -180,20 +180,25 @@ def test_missing_report_authorisation_is_pending(dns: PowerDNS, project: Project
 
 
 @pytest.mark.parametrize(
-    ("values", "expected"),
+    ("values", "expected", "customer"),
     [
-        (("v=spf1 -all",), ("failed", "mismatch")),
-        (('"\\"v=DMARC1\\""',), ("failed", "quoted")),
-        (("v=spf1 -all", "v=DMARC1; some-extension=1"), ("success", "ok")),
+        (("v=spf1 -all",), ("failed", "mismatch"), ("failed", "mismatch")),
+        (('"\\"v=DMARC1\\""',), ("failed", "quoted"), ("failed", "mismatch")),
+        (("v=spf1 -all", "v=DMARC1; some-extension=1"), ("success", "ok"), ("success", "ok")),
     ],
     ids=["not-dmarc", "quoted", "any-v=DMARC1-authorises"],
 )
 def test_report_authorisation_classes(dns: PowerDNS, project: Project,
                                       capsys: pytest.CaptureFixture[str],
-                                      values: tuple[str, ...], expected: tuple[str, str]) -> None:
+                                      values: tuple[str, ...], expected: tuple[str, str],
+                                      customer: tuple[str, str]) -> None:
+    """The authorisation's own check, and the customer's DMARC check that relies on it: a
+    broken platform record fails both (it is not merely pending)."""
     publish(dns, change(healthy(), "dmarc.secutix.com", "mosamuseum.com._report._dmarc", "TXT",
                         *values))
-    assert status(verify(mosa_project(project), capsys, dns.address), AUTH) == expected
+    checks = verify(mosa_project(project), capsys, dns.address)
+    assert status(checks, AUTH) == expected
+    assert status(checks, live.DMARC) == customer
 
 
 def test_report_authorisation_on_one_server_only_is_reported(
