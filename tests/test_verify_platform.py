@@ -253,3 +253,23 @@ def test_apply_verifies_a_changed_domain_with_its_own_platform_records(project: 
     entries = [(p.institution, p.domain, len(p.checks)) for p in plan(group.records, platform)]
     assert entries == [("mosa", "mosamuseum.com", 5), ("mosa", "dmarc.secutix.com", 1),
                        ("mosa", DKIM_ZONE, 2)]
+
+
+def test_apply_of_a_key_rotation_verifies_the_keys(project: Project) -> None:
+    """An apply that changed only the DKIM zone verifies every key record in it, on that zone's
+    target's servers, and no customer domain (pure: no server)."""
+    loaded = load_project(project.config)
+    live = {name: Target(name, "octodns_powerdns.PowerDnsProvider",
+                         MappingProxyType({"nameserver": "127.0.0.1:5300"}))
+            for name in loaded.platform.targets}
+    platform = replace(loaded.platform, targets=MappingProxyType(live),
+                       dkim_public_keys=MappingProxyType(keys_of(KEY_2048)))
+    records = expand(platform, loaded.institutions)
+    keys = {r for r in records if r.role is Role.DKIM_KEY}
+    target = next(iter(keys)).target
+    (group,), skipped = verification_plan(records, platform, [(f"{DKIM_ZONE}.", target)])
+    assert skipped == ()
+    assert group.domains == ()
+    assert group.servers == (Server.parse("127.0.0.1:5300"),)
+    assert set(group.records) == keys
+    assert {p.domain for p in plan(group.records, platform)} == {DKIM_ZONE}

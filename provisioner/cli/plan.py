@@ -140,8 +140,10 @@ def _verify_applied(args: argparse.Namespace, project: Project,
     if not groups:
         return EXIT_OK
     count = sum(len(g.domains) for g in groups)
+    own = sum(1 for g in groups for r in g.records if r.domain is None)
+    what = f"{count} domain(s)" + (f" and {own} platform record(s)" if own else "")
     wait = f", waiting up to {args.verify_wait:g} s" if args.verify_wait else ""
-    print(f"\nverifying {count} domain(s) of the changed zones on live DNS{wait}", file=out)
+    print(f"\nverifying {what} of the changed zones on live DNS{wait}", file=out)
     verified = afterapply.run(groups, project.platform, wait=args.verify_wait)
     print(verify_cli.text(verified), file=out)
     if verified.ok:

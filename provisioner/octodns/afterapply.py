@@ -117,7 +117,9 @@ def verification_plan(
     of its own zone's target's servers. Its report authorisations (records of the domain),
     its institution's DKIM keys and the platform's own SPF record go along, and verify checks
     each on its own (the DMARC check also reads which authorisations the platform publishes).
-    Other domains' platform-zone records stay out: they would be checked too.
+    Other domains' platform-zone records stay out: they would be checked too. A changed
+    platform zone's records of no domain (DKIM keys, the platform's SPF record) are verified on
+    their own, on that zone's target's servers: a key rotation changes nothing else.
     """
     changed_zones: dict[str, str] = dict(changed)
     target_of_zone = {r.zone: r.target for r in records if r.managed and r.target}
@@ -138,14 +140,21 @@ def verification_plan(
     # Records of no domain: the platform's SPF record, DKIM keys (one per institution).
     shared = tuple(r for r in records if r.domain is None and (
         r.institution is None or r.zone.rstrip(".") in platform.platform_zones))
-    for target_name in sorted(by_target):
+    # Those whose own zone changed are verified for themselves (a key rotation changes only
+    # the DKIM zone), on the servers of that zone's target.
+    rotated: dict[str, list[Record]] = {}
+    for r in shared:
+        if r.managed and r.target and r.zone in changed_zones:
+            rotated.setdefault(r.target, []).append(r)
+    for target_name in sorted(set(by_target) | set(rotated)):
         target = platform.targets.get(target_name)
         if target is None:
             continue
         where = live_dns(target, environ)
-        names = tuple(sorted(by_target[target_name]))
+        names = tuple(sorted(by_target.get(target_name, ())))
+        own = tuple(rotated.get(target_name, ()))
         if where.skip:
-            zones = tuple(sorted({domains[d] for d in names}))
+            zones = tuple(sorted({domains[d] for d in names} | {r.zone for r in own}))
             skipped.append(Skipped(target_name, zones, where.skip))
             continue
         wanted = set(names)
@@ -153,7 +162,7 @@ def verification_plan(
         institutions = {r.institution for r in mine}
         context = tuple(r for r in shared
                         if r.institution is None or r.institution in institutions)
-        groups.append(Group(where.servers, names, _unique(mine + context)))
+        groups.append(Group(where.servers, names, _unique(mine + context + own)))
     # Merge groups that ask the same servers: one client, one pass over them all.
     merged: dict[tuple[Server, ...], Group] = {}
     for g in groups:
