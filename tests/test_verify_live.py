@@ -11,6 +11,7 @@ import base64
 import contextlib
 import gc
 import json
+import os
 import selectors
 import socket
 import threading
@@ -27,7 +28,7 @@ from dns import message as dns_message
 
 from provisioner.config import load_project
 from provisioner.dnsclient import DnsClient, Server
-from provisioner.verify import verify_records
+from provisioner.verify import runner, verify_records
 from tests.conftest import Project, cli
 from tests.pdns_local import PowerDNS, clear
 
@@ -546,6 +547,63 @@ def test_a_pass_makes_no_reference_cycles(dns: PowerDNS, silent: str, project: P
     assert cycles == []
 
 
+@pytest.fixture
+def forking(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Worker processes for any size of pass; records how many processes each pass used."""
+    used: list[int] = []
+    real = runner._in_processes
+
+    def spy(tasks: Any, client: DnsClient) -> Any:
+        used.append(len(tasks))
+        return real(tasks, client)
+
+    monkeypatch.setattr(runner, "MIN_PLANS_PER_JOB", 1)
+    monkeypatch.setattr(runner, "RECORDS_PER_PLAN", 1)
+    monkeypatch.setattr(runner, "_in_processes", spy)
+    return used
+
+
+def test_worker_processes_give_the_same_report(dns: PowerDNS, second: PowerDNS,
+                                               project: Project, forking: list[int]) -> None:
+    """Every sample institution (mosa published, one DMARC record differing on the second
+    server, the others not at all): 2 and 3 processes report exactly what one does, in the
+    same order, and a --wait pass over the failures forks too."""
+    publish(dns, healthy())
+    publish(second, change(healthy(), "mosamuseum.com", "_dmarc", "TXT"))
+    loaded = load_project(project.config)
+    servers = [Server.parse(dns.address), Server.parse(second.address)]
+    alone = verify_records(loaded.records(), loaded.platform, nameservers=servers, jobs=1)
+    assert forking == []
+    for jobs in (2, 3):
+        shared = verify_records(loaded.records(), loaded.platform, nameservers=servers,
+                                jobs=jobs, wait=1.5, sleep=lambda _: None)
+        assert shared.to_json() == alone.to_json()
+    assert forking == [2, 2, 3, 3]  # first pass, then the --wait pass, each time
+    statuses = {c.status.value for d in alone.domains for c in d.checks}
+    assert statuses >= {"success", "pending"} and len(alone.domains) > 6
+
+
+@pytest.mark.parametrize("how", ["raises", "dies"])
+def test_a_failed_worker_leaves_its_share_to_the_parent(
+        dns: PowerDNS, project: Project, forking: list[int], how: str,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    publish(dns, healthy())
+    loaded = load_project(project.config)
+    servers = [Server.parse(dns.address)]
+    alone = verify_records(loaded.records(), loaded.platform, nameservers=servers, jobs=1)
+
+    def broken(self: DnsClient) -> None:  # runs in the forked worker only
+        if how == "dies":
+            os._exit(3)
+        raise RuntimeError("no sockets here")
+
+    monkeypatch.setattr(DnsClient, "after_fork", broken)
+    shared = verify_records(loaded.records(), loaded.platform, nameservers=servers, jobs=2)
+    assert forking == [2]
+    assert shared.to_json() == alone.to_json()
+    assert "verify worker failed" in caplog.text
+
+
 def test_junit_and_text_formats(dns: PowerDNS, project: Project,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     publish(dns, change(healthy(), "mosamuseum.com", "_dmarc", "TXT"))
@@ -569,3 +627,11 @@ def test_bad_nameserver_is_a_one_line_error(project: Project, capsys: pytest.Cap
     assert result.code == 1
     assert len(result.err_lines) == 1 and "--nameserver" in result.err
 
+
+
+@pytest.mark.parametrize("args", [("--jobs", "0"), ("--timeout", "0"), ("--wait", "-1")])
+def test_bad_numbers_are_a_one_line_error(project: Project, capsys: pytest.CaptureFixture[str],
+                                          args: tuple[str, str]) -> None:
+    result = cli(project, capsys, "verify", "--nameserver", "127.0.0.1:9", *args)
+    assert result.code == 1
+    assert len(result.err_lines) == 1 and args[0] in result.err

@@ -32,7 +32,8 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from provisioner.dnsclient.types import Answer, Query, Server
@@ -117,6 +118,22 @@ class Engine:
         for channel in self._channels.values():
             channel.sock.close()
         self._channels.clear()
+
+    def after_fork(self) -> None:
+        """In a forked child: close this process's copies of the parent's sockets (the parent
+        keeps its own) and start afresh; the next query opens new ones."""
+        self.close()
+        self.sent = self.retransmits = 0
+
+    @contextmanager
+    def window_shared(self, processes: int) -> Iterator[None]:
+        """Within the block, each of ``processes`` processes uses its share of the window."""
+        full = self.window
+        self.window = max(1, -(-full // processes))
+        try:
+            yield
+        finally:
+            self.window = full
 
     def revive(self) -> None:
         """Give every server declared down a new chance (a new pass after a pause)."""
@@ -231,7 +248,8 @@ class Engine:
         heapq.heappush(heap, (deadline, next(self._seq), channel, flight))
 
     def _fill(self, channel: _Channel, heap: _Heap, now: float) -> None:
-        while channel.pending and channel.active < channel.cwnd:
+        limit = min(channel.cwnd, self.window)
+        while channel.pending and channel.active < limit:
             query = channel.pending[0]
             flight = _Flight(query, self._qsection(query.name, query.rdtype), 0, 0.0)
             if not self._send(channel, flight, now):

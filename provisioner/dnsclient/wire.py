@@ -99,7 +99,7 @@ class Message:
 
 def read_name(wire: bytes, offset: int) -> tuple[str, int]:
     """The name at ``offset`` (following compression pointers) and the offset after it."""
-    labels: list[str] = []
+    labels: list[bytes] = []
     end = -1
     hops = 0
     size = 1
@@ -124,18 +124,20 @@ def read_name(wire: bytes, offset: int) -> tuple[str, int]:
             break
         if offset + 1 + length > len(wire):
             raise WireError("label runs past the message")
-        # bytes.lower() folds ASCII only, as DNS does (RFC 4343 §3); str.lower() would fold
-        # octets such as 0xC0 too and merge names that differ.
-        labels.append(wire[offset + 1 : offset + 1 + length].lower().decode("latin-1"))
+        labels.append(wire[offset + 1 : offset + 1 + length])
         size += 1 + length
         if size > 255:
             raise WireError("name longer than 255 octets")
         offset += 1 + length
-    return ".".join(labels) + ".", (end if end >= 0 else offset)
+    # bytes.lower() folds ASCII only, as DNS does (RFC 4343 §3); str.lower() would fold
+    # octets such as 0xC0 too and merge names that differ.
+    return b".".join(labels).lower().decode("latin-1") + ".", (end if end >= 0 else offset)
 
 
 def _rdata(wire: bytes, rtype: int, start: int, length: int) -> Any:
     if rtype == 16:
+        if length and wire[start] + 1 == length:  # one string: nearly every TXT record
+            return wire[start + 1 : start + length].decode("utf-8", "replace")
         parts = []
         pos, stop = start, start + length
         while pos < stop:
@@ -196,11 +198,16 @@ def parse_response(wire: bytes, qname: str | None = None) -> Message:
                 value = _rdata(wire, rtype, offset, rdlength)
                 # An RRset holds no duplicate RRs (RFC 2181 §5): a repeated one must not make
                 # "exactly one SPF record" fail. TXT RRs are told apart by their strings, not
-                # their joined text: two records split differently are still two.
-                key = (owner, rtype, wire[offset : offset + rdlength] if rtype == 16 else value)
-                if key not in seen:
+                # their joined text: two records split differently are still two. (A lone
+                # record, most answers, has nothing to repeat.)
+                if ancount > 1:
+                    key = (owner, rtype,
+                           wire[offset : offset + rdlength] if rtype == 16 else value)
+                    if key in seen:
+                        offset += rdlength
+                        continue
                     seen.add(key)
-                    answer.append((owner, TYPE_NAMES.get(rtype, str(rtype)), value))
+                answer.append((owner, TYPE_NAMES.get(rtype, str(rtype)), value))
             elif rtype == 6:
                 soa_owner = owner
             elif rtype == 2:

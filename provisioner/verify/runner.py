@@ -10,12 +10,17 @@ zones) or through the recursive resolver. A check that needs an answer not fetch
 from __future__ import annotations
 
 import gc
+import heapq
 import logging
+import multiprocessing
+import os
+import pickle
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
+from multiprocessing.connection import Connection
 
 from provisioner.dnsclient import Delegation, DnsClient, Query, Server, fqdn
 from provisioner.model import Platform, Record, Role
@@ -33,6 +38,19 @@ from provisioner.verify.view import Miss, View
 
 log = logging.getLogger(__name__)
 MAX_ROUNDS = 24  # deeper than any legal SPF tree (10 lookups) plus DKIM and DMARC chains
+# Below this many domains per process, a worker costs more than it saves (a fork and the
+# transfer of its reports take about 20 ms; 500 domains take about 140 ms).
+MIN_PLANS_PER_JOB = 500
+RECORDS_PER_PLAN = 8  # a sender domain's records, about (SPF twice, DKIM twice, DMARC...)
+
+
+def default_jobs() -> int:
+    """Processes that check at once: the CPUs this process may run on, at most 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
 
 Check = Callable[[View], CheckResult]
 
@@ -49,6 +67,9 @@ class DomainPlan:
     # What the checks ask when the zone is as declared: fetched before they first run, so a
     # healthy domain's checks run once instead of once per level of lookups.
     prefetch: tuple[tuple[str, str], ...] = ()
+    # Where the plan comes in the report: (0 sender domain | 1 platform zone, the position of
+    # its first record); plans made in several processes merge back into plan()'s own order.
+    order: tuple[int, int] = (0, 0)
 
 
 _ORDER = {Role.SPF: 0, Role.RETURN_PATH_SPF: 1, Role.DKIM: 2, Role.DMARC: 3,
@@ -57,23 +78,36 @@ _ORDER = {Role.SPF: 0, Role.RETURN_PATH_SPF: 1, Role.DKIM: 2, Role.DMARC: 3,
           Role.PLATFORM_SPF: 5, Role.DKIM_KEY: 6, Role.DMARC_REPORT_AUTH: 7}
 
 
-def plan(records: Iterable[Record], platform: Platform) -> list[DomainPlan]:
+def plan(records: Iterable[Record], platform: Platform,
+         positions: Sequence[int] | None = None) -> list[DomainPlan]:
     """What to check for each domain that has records among ``records``, then for the records
     among them in the platform's zones: one plan per institution and platform zone (the
-    platform's own SPF record has no institution), after every sender domain's."""
+    platform's own SPF record has no institution), after every sender domain's.
+
+    ``positions``: each record's place in the whole list, when ``records`` are one process's
+    share of it (whole institutions); it sets the plans' ``order``.
+    """
     records = tuple(records)
     published = frozenset(r.fqdn.rstrip(".") for r in records
                           if r.role is Role.DMARC_REPORT_AUTH)
     groups: dict[tuple[str | None, str], list[Record]] = {}
     in_platform_zones: dict[tuple[str | None, str], list[Record]] = {}
-    for r in records:
+    first: dict[tuple[str | None, str], int] = {}
+    for i, r in enumerate(records):
         rank = _ORDER.get(r.role)
         if rank is None:
             continue
         if rank >= _ORDER[Role.PLATFORM_SPF]:
-            in_platform_zones.setdefault((r.institution, r.zone), []).append(r)
+            key, into = (r.institution, r.zone), in_platform_zones
         elif r.domain:
-            groups.setdefault((r.institution, r.domain), []).append(r)
+            key, into = (r.institution, r.domain), groups
+        else:
+            continue
+        group = into.get(key)
+        if group is None:
+            group = into[key] = []
+            first[key] = positions[i] if positions is not None else i
+        group.append(r)
     plans = []
     for (institution, domain), group in groups.items():
         group.sort(key=lambda r: (_ORDER[r.role], r.name))
@@ -100,7 +134,7 @@ def plan(records: Iterable[Record], platform: Platform) -> list[DomainPlan]:
                 prefetch.append((r.fqdn, "MX"))
         checks.append(partial(check_sender_mx, domain=domain))
         plans.append(DomainPlan(institution, domain, group[0].zone, tuple(checks),
-                                tuple(dict.fromkeys(prefetch))))
+                                tuple(dict.fromkeys(prefetch)), (0, first[institution, domain])))
     for (institution, zone), group in in_platform_zones.items():
         group.sort(key=lambda r: (_ORDER[r.role], r.name))
         checks = []
@@ -115,7 +149,7 @@ def plan(records: Iterable[Record], platform: Platform) -> list[DomainPlan]:
                 checks.append(partial(check_platform_spf, record=r, platform=platform))
                 prefetch += [(i, "TXT") for i in includes(str(r.values[0]))]
         plans.append(DomainPlan(institution, zone.rstrip("."), zone, tuple(checks),
-                                tuple(dict.fromkeys(prefetch))))
+                                tuple(dict.fromkeys(prefetch)), (1, first[institution, zone])))
     return plans
 
 
@@ -156,12 +190,134 @@ class _Router:
         return servers
 
 
-def run_plans(plans: list[DomainPlan], platform: Platform, client: DnsClient) -> list[DomainReport]:
-    """One pass of every check of every plan, against every authoritative server."""
-    zones = {p.zone for p in plans} | {fqdn(z) for z in platform.platform_zones}
-    delegations = client.delegations(zones)
-    router = _Router(delegations, client.recursive_servers())
-    return _run_here(plans, client, delegations, router)
+Keyed = list[tuple[tuple[int, int], DomainReport]]  # reports with their place in the report
+
+
+def run_plans(plans: list[DomainPlan], platform: Platform, client: DnsClient,
+              jobs: int = 1) -> list[DomainReport]:
+    """One pass of every check of every plan, against every authoritative server.
+
+    With ``jobs`` > 1 and enough plans, the plans are shared between this process and
+    ``jobs - 1`` forked workers (see :func:`_in_processes`).
+    """
+    delegations, router = _routing({p.zone for p in plans}, platform, client)
+    workers = _workers(jobs, len(plans), MIN_PLANS_PER_JOB)
+    if workers <= 1:
+        return _run_here(plans, client, delegations, router)
+    tasks = [partial(_run_keyed, [plans[i] for i in share], share, client, delegations, router)
+             for share in _shares([p.institution for p in plans],
+                                  [len(p.checks) for p in plans], workers)]
+    return [r for _, r in sorted(_in_processes(tasks, client), key=lambda kr: kr[0])]
+
+
+def _first_pass(records: tuple[Record, ...], platform: Platform, client: DnsClient,
+                jobs: int) -> list[DomainReport]:
+    """Plan and check ``records``: like ``run_plans(plan(records))``, but with several
+    processes each plans its own share (whole institutions), so planning is shared too."""
+    zones = {r.zone for r in records if r.role in _ORDER}
+    delegations, router = _routing(zones, platform, client)
+    workers = _workers(jobs, len(records), MIN_PLANS_PER_JOB * RECORDS_PER_PLAN)
+    if workers <= 1:
+        return _run_here(plan(records, platform), client, delegations, router)
+    tasks = [partial(_plan_and_run, share, records, platform, client, delegations, router)
+             for share in _shares([r.institution for r in records], [1] * len(records),
+                                  workers)]
+    return [r for _, r in sorted(_in_processes(tasks, client), key=lambda kr: kr[0])]
+
+
+def _routing(zones: Iterable[str], platform: Platform,
+             client: DnsClient) -> tuple[Mapping[str, Delegation], _Router]:
+    delegations = client.delegations({*zones, *(fqdn(z) for z in platform.platform_zones)})
+    return delegations, _Router(delegations, client.recursive_servers())
+
+
+def _workers(jobs: int, size: int, per_job: int) -> int:
+    return min(jobs, size // per_job) if hasattr(os, "fork") else 1
+
+
+def _plan_and_run(share: list[int], records: tuple[Record, ...], platform: Platform,
+                  client: DnsClient, delegations: Mapping[str, Delegation],
+                  router: _Router) -> Keyed:
+    plans = plan([records[i] for i in share], platform, share)
+    reports = _run_here(plans, client, delegations, router)
+    return [(p.order, r) for p, r in zip(plans, reports, strict=True)]
+
+
+def _run_keyed(plans: list[DomainPlan], indexes: list[int], client: DnsClient,
+               delegations: Mapping[str, Delegation], router: _Router) -> Keyed:
+    reports = _run_here(plans, client, delegations, router)
+    return [((0, i), r) for i, r in zip(indexes, reports, strict=True)]
+
+
+def _in_processes(tasks: Sequence[Callable[[], Keyed]], client: DnsClient) -> Keyed:
+    """Run ``tasks[0]`` here and each other task in a forked worker; their reports together.
+
+    Why processes: a pass is CPU-bound in this process (building and reading messages, running
+    the checks) while the server has cycles to spare, and threads share one interpreter lock.
+    Forked workers inherit the records, the delegations and the router, so only their reports
+    travel back (pickled: about 20 µs a domain). Each worker opens its own sockets: a socket
+    shared across processes would hand one's answers to the other. A worker that dies or fails
+    leaves its task to this process, which runs it itself.
+    """
+    # The window of queries in flight per server is shared among the processes, so a server
+    # sees no more at once than from one: a deeper queue overflows its socket buffer, and each
+    # datagram lost costs a retransmission timeout.
+    with client.engine.window_shared(len(tasks)):
+        context = multiprocessing.get_context("fork")
+        started = []
+        for task in tasks[1:]:
+            receiver, sender = context.Pipe(duplex=False)
+            process = context.Process(target=_worker, args=(sender, task, client), daemon=True)
+            process.start()
+            sender.close()
+            started.append((process, receiver, task))
+        keyed = tasks[0]()
+        for process, receiver, task in started:
+            try:
+                outcome = pickle.loads(receiver.recv_bytes())
+            except (EOFError, OSError, pickle.UnpicklingError):
+                outcome = "the worker process ended without a result"
+            finally:
+                receiver.close()
+                process.join()
+            if isinstance(outcome, str):
+                log.warning("a verify worker failed (%s); its share is checked here", outcome)
+                keyed += task()
+                continue
+            part, sent, retransmits, asked = outcome
+            client.absorb(sent, retransmits, asked)
+            keyed += part
+    return keyed
+
+
+def _shares(owners: list[str | None], weights: list[int], workers: int) -> list[list[int]]:
+    """Indexes for each process, of about equal weight, an owner's items in one share (an
+    institution's domains and platform records ask some of the same names, answered once
+    from one process's cache)."""
+    groups: dict[str | None, list[int]] = {}
+    for i, owner in enumerate(owners):
+        groups.setdefault(owner, []).append(i)
+    loads = [(0, w) for w in range(workers)]
+    shares: list[list[int]] = [[] for _ in range(workers)]
+    for indexes in groups.values():
+        load, w = heapq.heappop(loads)
+        shares[w] += indexes
+        heapq.heappush(loads, (load + sum(weights[i] for i in indexes), w))
+    return [sorted(share) for share in shares if share]
+
+
+def _worker(sender: Connection, task: Callable[[], Keyed], client: DnsClient) -> None:
+    """A forked worker's whole life: its task, then its reports to the parent."""
+    client.after_fork()
+    try:
+        outcome: object = (task(), client.queries_sent, client.retransmits,
+                           client.asked_plain())
+    except Exception as exc:  # reported to the parent, which runs the task itself
+        outcome = f"{type(exc).__name__}: {exc}"
+    finally:
+        client.close()
+    sender.send_bytes(pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
+    sender.close()
 
 
 def _run_here(plans: list[DomainPlan], client: DnsClient, delegations: Mapping[str, Delegation],
@@ -239,20 +395,24 @@ def verify_records(
     attempts: int = 3,
     client: DnsClient | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    jobs: int | None = None,
 ) -> Report:
     """Check ``records`` (an expansion, or the part apply changed) on the live DNS.
 
     With ``wait`` > 0, domains not all successful are checked again with backoff (1 s, 2 s,
     4 s... at most 30 s apart) until they succeed or ``wait`` seconds have passed.
+    ``jobs``: processes that check at once (default :func:`default_jobs`; 1 never forks).
     """
     started = time.monotonic()
+    jobs = default_jobs() if jobs is None else max(1, jobs)
     own = client is None
     dns = client or DnsClient(nameservers=tuple(nameservers), timeout=timeout, attempts=attempts)
+    records = tuple(records)
     try:
         sent = dns.queries_sent
         with _collector_paused():
-            plans = plan(records, platform)
-            reports = run_plans(plans, platform, dns)
+            reports = _first_pass(records, platform, dns, jobs)
+        plans: list[DomainPlan] = []
         delay = 1.0
         deadline = started + wait
         while not all(r.ok for r in reports) and time.monotonic() + delay <= deadline:
@@ -263,7 +423,8 @@ def verify_records(
             dns.clear_cache()
             again = [i for i, r in enumerate(reports) if not r.ok]
             with _collector_paused():
-                fresh = run_plans([plans[i] for i in again], platform, dns)
+                plans = plans or plan(records, platform)  # in report order
+                fresh = run_plans([plans[i] for i in again], platform, dns, jobs)
             for i, r in zip(again, fresh, strict=True):
                 reports[i] = r
         return Report(tuple(reports), dns.queries_sent - sent, time.monotonic() - started)
