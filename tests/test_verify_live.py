@@ -558,7 +558,6 @@ def forking(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         return real(tasks, client)
 
     monkeypatch.setattr(runner, "MIN_PLANS_PER_JOB", 1)
-    monkeypatch.setattr(runner, "RECORDS_PER_PLAN", 1)
     monkeypatch.setattr(runner, "_in_processes", spy)
     return used
 

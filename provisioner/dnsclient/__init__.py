@@ -69,6 +69,7 @@ class DnsClient:
         timeout: float = 1.0,
         attempts: int = 3,
         window: int = 256,
+        record_asked: bool = False,
     ) -> None:
         self.nameservers = tuple(nameservers)
         self.resolvers = tuple(resolvers) if resolvers is not None else ()
@@ -78,6 +79,8 @@ class DnsClient:
                              recursive=frozenset(self.resolvers))
         self._cache: dict[Query, Answer] = {}
         self._delegations: dict[str, Delegation] = {}
+        # Whether forked workers send back what they asked (for asked(); costs a transfer).
+        self.record_asked = record_asked
         # Queries forked workers asked for us, as plain (server, name, rdtype) tuples: a named
         # tuple pickles through copyreg, four times slower.
         self._elsewhere: list[tuple[Server, str, str]] = []
@@ -117,7 +120,10 @@ class DnsClient:
         self._elsewhere += asked
 
     def asked_plain(self) -> list[tuple[Server, str, str]]:
-        """The queries of :meth:`asked` as plain tuples, cheap to pickle."""
+        """The queries of :meth:`asked` as plain tuples, cheap to pickle; none unless
+        ``record_asked``."""
+        if not self.record_asked:
+            return []
         return [(q.server, q.name, q.rdtype) for q in self._cache] + self._elsewhere
 
     @property
@@ -130,7 +136,8 @@ class DnsClient:
         return self.engine.retransmits + self._worker_retransmits
 
     def asked(self) -> tuple[Query, ...]:
-        """Every query answered so far, here or by forked workers (benchmarks replay them)."""
+        """Every query answered so far here, and by forked workers when ``record_asked``
+        (benchmarks replay them)."""
         return tuple(dict.fromkeys((*self._cache, *(Query(*q) for q in self._elsewhere))))
 
     def cached(self, query: Query) -> Answer | None:

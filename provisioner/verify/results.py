@@ -90,6 +90,8 @@ class CheckResult:
 
 def success(check: str, name: str, message: str, expected: tuple[str, ...],
             found: tuple[str, ...], warnings: tuple[str, ...] = ()) -> CheckResult:
+    if found == expected:
+        found = expected  # one object: a worker process's reports pickle it once
     return CheckResult(check, name, Status.SUCCESS, "ok", message, expected, found, warnings)
 
 
