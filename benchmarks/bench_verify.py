@@ -96,14 +96,14 @@ def zones_for(platform: Platform, insts: list[Institution], key: str) -> dict[st
     return zones
 
 
-def run_ours(records: Any, platform: Platform, server: Server,
+def run_ours(records: Any, platform: Platform, server: Server, jobs: int | None = None,
              record: bool = False) -> tuple[float, int, int, list[str]]:
     """One verify pass; ``record``: also collect every query asked (for dnsperf), which costs
     the worker processes a transfer the product does not pay, so timed runs do not."""
     with DnsClient(nameservers=[server], timeout=1.0, attempts=3,
                    record_asked=record) as client:
         started = time.perf_counter()
-        report = verify_records(records, platform, client=client)
+        report = verify_records(records, platform, client=client, jobs=jobs)
         elapsed = time.perf_counter() - started
         bad = [f"{d.domain} {c.check} {c.name}: {c.status.value} {c.reason}"
                for d in report.domains for c in d.checks if not c.ok]
@@ -166,6 +166,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--checkdmarc-sample", type=int, default=300)
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="verify's processes (default: as verify chooses)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="timed runs of each side; the medians are compared")
     args = parser.parse_args()
@@ -189,7 +191,7 @@ def main() -> None:
                 # The first pass meets PowerDNS's cold packet cache (each answer a sqlite query,
                 # ~140 µs on one distributor thread); the peers below run warm, so do we.
                 address = Server.parse(server.address)
-                cold, _, _, asked = run_ours(records, platform, address, record=True)
+                cold, _, _, asked = run_ours(records, platform, address, args.jobs, True)
                 sample = [i.domains[0].name for i in insts[: args.checkdmarc_sample]]
                 # checkdmarc's first call loads what it needs once (the public suffix list):
                 # like our first pass, a warm-up on a domain outside the sample.
@@ -200,7 +202,7 @@ def main() -> None:
                 ours, peers = [], []
                 for _ in range(args.repeat):
                     fresh_caches()
-                    ours.append(run_ours(records, platform, address))
+                    ours.append(run_ours(records, platform, address, args.jobs))
                     peers.append(len(sample) / run_checkdmarc(sample, server.port))
                 elapsed, sent, resent, _ = sorted(ours)[len(ours) // 2]
                 peer = statistics.median(peers)
