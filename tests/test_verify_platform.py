@@ -238,16 +238,22 @@ def test_platform_spf_classes(dns: PowerDNS, project: Project,
             "missing ip4:192.28.148.112; unexpected ip4:198.51.100.7")
 
 
-def test_apply_verifies_a_changed_domain_with_its_own_platform_records(project: Project) -> None:
-    """After apply, the changed domain's report authorisation and its institution's keys are
-    verified with it; other institutions' platform records are not (pure: no server)."""
+def served_with_keys(project: Project) -> tuple[Platform, tuple[Record, ...]]:
+    """The sample with every target served by a DNS server and DKIM keys configured, and its
+    records."""
     loaded = load_project(project.config)
     live = {name: Target(name, "octodns_powerdns.PowerDnsProvider",
                          MappingProxyType({"nameserver": "127.0.0.1:5300"}))
             for name in loaded.platform.targets}
     platform = replace(loaded.platform, targets=MappingProxyType(live),
                        dkim_public_keys=MappingProxyType(keys_of(KEY_2048)))
-    records = expand(platform, loaded.institutions)
+    return platform, expand(platform, loaded.institutions)
+
+
+def test_apply_verifies_a_changed_domain_with_its_own_platform_records(project: Project) -> None:
+    """After apply, the changed domain's report authorisation and its institution's keys are
+    verified with it; other institutions' platform records are not (pure: no server)."""
+    platform, records = served_with_keys(project)
     assert len({r.institution for r in records if r.role is Role.DMARC_REPORT_AUTH}) > 1
     (group,), _ = verification_plan(records, platform, [("mosamuseum.com.", "local")])
     entries = [(p.institution, p.domain, len(p.checks)) for p in plan(group.records, platform)]
@@ -258,13 +264,7 @@ def test_apply_verifies_a_changed_domain_with_its_own_platform_records(project: 
 def test_apply_of_a_key_rotation_verifies_the_keys(project: Project) -> None:
     """An apply that changed only the DKIM zone verifies every key record in it, on that zone's
     target's servers, and no customer domain (pure: no server)."""
-    loaded = load_project(project.config)
-    live = {name: Target(name, "octodns_powerdns.PowerDnsProvider",
-                         MappingProxyType({"nameserver": "127.0.0.1:5300"}))
-            for name in loaded.platform.targets}
-    platform = replace(loaded.platform, targets=MappingProxyType(live),
-                       dkim_public_keys=MappingProxyType(keys_of(KEY_2048)))
-    records = expand(platform, loaded.institutions)
+    platform, records = served_with_keys(project)
     keys = {r for r in records if r.role is Role.DKIM_KEY}
     target = next(iter(keys)).target
     (group,), skipped = verification_plan(records, platform, [(f"{DKIM_ZONE}.", target)])
