@@ -55,6 +55,7 @@ def default_jobs() -> int:
         cpus = os.cpu_count() or 1
     return max(1, min(cpus, 8))
 
+
 Check = Callable[[View], CheckResult]
 
 
