@@ -18,6 +18,7 @@ from typing import Any
 from provisioner import rules, schema
 from provisioner.errors import InvalidInput, Origin, Problem, Severity
 from provisioner.expand import expand
+from provisioner.keys.policy import KeyPolicy, KeySpec, StoreConfig, parse_duration
 from provisioner.model import (
     DmarcPolicy,
     DnsMode,
@@ -166,7 +167,7 @@ def _load_platform(path: Path, root: Path, problems: list[Problem]) -> Platform:
     if found:
         problems.extend(found)
         return _empty_platform(doc.where(()))
-    return _build_platform(doc, problems)
+    return _build_platform(doc, problems, root)
 
 
 def _name(
@@ -190,7 +191,7 @@ def _get(data: Any, path: PathKey) -> Any:
     return data
 
 
-def _build_platform(doc: Document, problems: list[Problem]) -> Platform:
+def _build_platform(doc: Document, problems: list[Problem], root: Path) -> Platform:
     data = doc.data
     p = data["platform"]
     origin = doc.where(())
@@ -258,6 +259,26 @@ def _build_platform(doc: Document, problems: list[Problem]) -> Platform:
             )
         zones[zname] = cfg["target"]
     rua = p.get("dmarc_rua")
+    keys = _key_policy(doc, p["dkim"].get("keys") or {}, problems, root)
+    ttl = int(p.get("ttl", schema.default("platform", "platform", "ttl")))
+    gate = keys.gate(ttl)
+    if keys.propagation_gate is not None and gate.total_seconds() < ttl:
+        problems.append(Problem(
+            "keys.gate-below-ttl",
+            f"propagation_gate {p['dkim']['keys']['propagation_gate']} is shorter than the key "
+            f"records' TTL ({ttl} s): resolvers may still hold the old key when signing moves",
+            doc.where(("platform", "dkim", "keys", "propagation_gate")),
+            "use at least the TTL (a short gate is for tests)", Severity.WARNING))
+    if keys.spec.algorithm == "ed25519":
+        problems.append(_ed25519_warning(doc.where(("platform", "dkim", "keys", "algorithm"))))
+    if dkim_zone not in zones:
+        problems.append(Problem(
+            "keys.unmanaged",
+            f"the DKIM zone {dkim_zone} is not in platform_zones: no keys are generated and no "
+            "key record is published; the selectors' CNAMEs point at keys published elsewhere",
+            doc.where(("platform", "dkim", "zone")),
+            f"add '{dkim_zone}: {{target: {default_target}}}' to platform_zones to have the "
+            "product own the keys", Severity.WARNING))
     return Platform(
         name=p["name"],
         spf_include=spf_include,
@@ -269,9 +290,71 @@ def _build_platform(doc: Document, problems: list[Problem]) -> Platform:
         default_target=default_target,
         targets=MappingProxyType(targets),
         platform_zones=MappingProxyType(zones),
-        ttl=int(p.get("ttl", schema.default("platform", "platform", "ttl"))),
+        ttl=ttl,
         origin=origin,
+        keys=keys,
     )
+
+
+def _ed25519_warning(origin: Origin) -> Problem:
+    return Problem(
+        "keys.ed25519-only",
+        "ed25519 keys alone: receivers without RFC 8463 support (several large mailbox "
+        "providers) cannot verify the signature, so DMARC then rests on SPF alone",
+        origin, "keep rsa unless the mail platform also signs with an RSA key",
+        Severity.WARNING)
+
+
+def _key_policy(doc: Document, spec: dict[str, Any], problems: list[Problem],
+                root: Path) -> KeyPolicy:
+    """``platform.dkim.keys`` (schema-valid) as a :class:`KeyPolicy`."""
+    base: PathKey = ("platform", "dkim", "keys")
+    d = schema.default
+
+    def duration(name: str) -> Any:
+        text = spec.get(name, d("platform", "platform", "dkim", "keys", name))
+        return None if text is None else parse_duration(str(text))
+
+    algorithm = spec.get("algorithm", "rsa")
+    store = spec.get("store") or {"type": "local"}
+    directory = store.get("directory")
+    if directory is not None:
+        where = Path(directory).expanduser()
+        if not where.is_absolute():
+            where = root / where
+        directory = str(where)
+        if _inside_repository(where, root):
+            problems.append(Problem(
+                "keys.store-in-repository",
+                f"the key store {directory} is inside the repository: private keys would be "
+                "one 'git add' from being published",
+                doc.where((*base, "store", "directory")),
+                "use a directory outside the checkout, or leave it out for the default"))
+    return KeyPolicy(
+        spec=KeySpec.of(algorithm, spec.get("bits")),
+        rotation_interval=duration("rotation_interval"),
+        propagation_gate=duration("propagation_gate"),
+        grace=duration("grace"),
+        retention=duration("retention"),
+        store=StoreConfig(
+            kind=store["type"], directory=directory,
+            prefix=store.get("prefix", "mailauth-provisioner/"),
+            region=store.get("region"), kms_key_id=store.get("kms_key_id")),
+    )
+
+
+def _inside_repository(path: Path, root: Path) -> bool:
+    """Whether ``path`` lies in the git work tree holding ``root`` (or ``root`` itself)."""
+    top = root.resolve()
+    for parent in (top, *top.parents):
+        if (parent / ".git").exists():
+            top = parent
+            break
+    try:
+        path.resolve().relative_to(top)
+    except ValueError:
+        return False
+    return True
 
 
 # --- institutions ----------------------------------------------------------------------------
@@ -337,7 +420,16 @@ def build_institution(
             continue
         seen[name] = key_origin
         domains.append(_build_domain(doc, key, name, spec or {}, platform, problems))
-    return Institution(code, data["name"], data.get("contact"), tuple(domains), doc.where(()))
+    override = data.get("dkim_keys")
+    key_spec = None
+    if override:
+        key_spec = KeySpec.of(override.get("algorithm", platform.keys.spec.algorithm),
+                              override.get("bits", platform.keys.spec.bits
+                                           if platform.keys.spec.algorithm == "rsa" else None))
+        if key_spec.algorithm == "ed25519" and platform.keys.spec.algorithm != "ed25519":
+            problems.append(_ed25519_warning(doc.where(("dkim_keys", "algorithm"))))
+    return Institution(code, data["name"], data.get("contact"), tuple(domains), doc.where(()),
+                       key_spec)
 
 
 def _build_domain(

@@ -70,9 +70,10 @@ def platform_spf_value(platform: Platform) -> str:
     return " ".join(terms)
 
 
-def dkim_key_value(public_key: str) -> str:
-    """RFC 6376 §3.6.1 key record; the base64 key without spaces."""
-    return f"v=DKIM1; k=rsa; p={''.join(public_key.split())}"
+def dkim_key_value(public_key: str, key_type: str = "rsa") -> str:
+    """RFC 6376 §3.6.1 key record; the base64 key without spaces, ``p=`` empty for a revoked
+    key; ``k=`` rsa or ed25519 (RFC 8463)."""
+    return f"v=DKIM1; k={key_type}; p={''.join(public_key.split())}"
 
 
 def _domain_records(platform: Platform, inst: Institution, dom: Domain) -> Iterator[Record]:
@@ -163,14 +164,15 @@ def _platform_records(platform: Platform, institutions: Iterable[Institution]) -
     if spf is not None and platform.sending_ips:
         yield spf
     for inst in institutions:
-        if platform.dkim_public_keys and any(d.dkim for d in inst.domains):
+        if platform.dkim_public_keys and inst.uses_dkim:
             for sel in platform.selectors:
                 label = sel.target_label(inst.code)
                 key = platform.dkim_public_keys.get(label)
-                if key:
+                if key is not None:
+                    kind = platform.dkim_key_types.get(label, "rsa")
                     found = rec(
                         f"{label}._domainkey.{platform.dkim_zone}",
-                        (dkim_key_value(key),),
+                        (dkim_key_value(key, kind),),
                         Role.DKIM_KEY,
                         inst,
                     )

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from provisioner.errors import Origin
+from provisioner.keys.policy import KeyPolicy, KeySpec
 
 PLATFORM_FILE = Origin("provisioner.yaml")
 
@@ -59,9 +60,19 @@ class Platform:
     platform_zones: Mapping[str, str]  # zone -> target name
     ttl: int = 3600
     origin: Origin = PLATFORM_FILE
-    # DKIM public keys by selector label in the DKIM zone (e.g. "sel1-mosa" -> base64 DER).
-    # Filled by the key management once keys exist; empty means "no key records yet".
+    # DKIM public keys by selector label in the DKIM zone (e.g. "sel1-mosa" -> base64 DER;
+    # "" publishes ``p=``, a key revoked by rotation, RFC 6376 §3.6.1). Filled from the key
+    # state (:mod:`provisioner.keys`); empty means "no key records yet".
     dkim_public_keys: Mapping[str, str] = field(default_factory=_frozen)
+    # The k= of each label's key when it is not rsa (ed25519, RFC 8463).
+    dkim_key_types: Mapping[str, str] = field(default_factory=_frozen)
+    keys: KeyPolicy = field(default_factory=KeyPolicy)
+
+    @property
+    def manages_keys(self) -> bool:
+        """Whether the product generates and publishes the DKIM keys: their zone is one of the
+        platform zones it writes."""
+        return self.dkim_zone in self.platform_zones
 
     def platform_zone_of(self, name: str) -> str | None:
         """The longest platform zone that holds ``name`` (or is it), if any."""
@@ -135,6 +146,11 @@ class Institution:
     contact: str | None
     domains: tuple[Domain, ...]
     origin: Origin
+    key_spec: KeySpec | None = None  # dkim_keys: overrides the platform's key policy
+
+    @property
+    def uses_dkim(self) -> bool:
+        return any(d.dkim for d in self.domains)
 
 
 # --- records --------------------------------------------------------------------------------

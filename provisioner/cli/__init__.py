@@ -27,6 +27,7 @@ COMMANDS = {
     "drift": "provisioner.cli.drift",
     "instructions": "provisioner.cli.instructions",
     "mr-note": "provisioner.cli.mr_note",
+    "keys": "provisioner.cli.keys",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
@@ -58,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    quiet_secret_loggers(level)
     try:
         code: int = args.func(args)
     except ProvisionerError as exc:
@@ -69,6 +71,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     return code
+
+
+# Loggers that print request bodies and headers at debug level: botocore's carry credentials,
+# signatures and (Secrets Manager) private keys; urllib3's carry URLs with tokens.
+SECRET_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "gitlab", "requests")
+
+
+def quiet_secret_loggers(level: int) -> None:
+    """Keep the loggers that print secrets at INFO or quieter, at any verbosity."""
+    for name in SECRET_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.INFO))
 
 
 def entry() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from provisioner.config import Project, load_project
 from provisioner.errors import Problem
@@ -13,6 +15,7 @@ from provisioner.errors import Problem
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2  # plan --detailed-exitcode; verify/drift: failures or drift
+EXIT_REFUSED = 3  # keys: a step's precondition does not hold (yet)
 
 
 def report(problems: Iterable[Problem]) -> None:
@@ -30,14 +33,51 @@ def load(
     files: Iterable[str] | None = None,
     *,
     institution: str | None = None,
+    keys: bool = False,
 ) -> Project | None:
     """Load and check the project, narrowed to ``institution`` when given; print its problems.
-    None (after saying why) when any problem is an error or the institution is unknown."""
+    None (after saying why) when any problem is an error or the institution is unknown.
+
+    ``keys``: lay the DKIM keys of the key state into the project (:func:`with_keys`), so that
+    its records hold every key record and verify knows the keys."""
     project = load_project(Path(args.config), [Path(f) for f in files] if files else None)
     report(project.problems)
     if not project.ok:
         return None
+    if keys:
+        loaded = with_keys(project, institution)
+        if loaded is None:
+            return None
+        project = loaded[0]
     return select_institution(project, institution)
+
+
+def with_keys(project: Project, institution: str | None = None
+              ) -> tuple[Project, KeyContext] | None:
+    """The project with the published keys of its key state, and that state; None (after a
+    one-line message) when the key store cannot be read: a plan without the keys would
+    show every key record as a deletion."""
+    from provisioner.keys import service
+    from provisioner.keys.store import StoreError
+
+    if not project.platform.manages_keys:
+        return project, KeyContext(None, {})
+    try:
+        store = service.store_of(project.platform)
+        states = service.read(project, store, [institution] if institution else None)
+    except StoreError as exc:
+        print(f"provisioner: key store: {exc} (fix: check the store's credentials, or "
+              f"{'MAILAUTH_KEYS_DIR'} for a local store)", file=sys.stderr)
+        return None
+    return service.attach(project, states), KeyContext(store, states)
+
+
+@dataclass(frozen=True)
+class KeyContext:
+    """The key store and the states read from it (empty when the product owns no keys)."""
+
+    store: Any
+    states: Mapping[str, Any]
 
 
 def select_institution(project: Project, code: str | None) -> Project | None:

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         print("provisioner: --timeout must be > 0", file=sys.stderr)
         return EXIT_ERROR
-    project = load(args)
+    project = load(args, keys=True)
     if project is None:
         return EXIT_ERROR
     if args.institution and project.institution(args.institution) is None:

@@ -13,9 +13,11 @@ were written, the check says they are not live (yet).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from provisioner.cli import verify as verify_cli
@@ -23,14 +25,21 @@ from provisioner.cli.common import (
     EXIT_CHANGES,
     EXIT_ERROR,
     EXIT_OK,
+    KeyContext,
     load,
     report,
     select_institution,
+    with_keys,
 )
 from provisioner.config import Project
+from provisioner.errors import Origin, Problem
+from provisioner.keys import clock
+from provisioner.keys.service import Pending
 from provisioner.model import MxValue
 from provisioner.octodns import afterapply, engine
 from provisioner.octodns.engine import Change, PlanResult
+from provisioner.octodns.ownership import MARKER_NAME
+from provisioner.verify import Report
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -73,60 +82,228 @@ def _plan(args: argparse.Namespace, project: Project) -> PlanResult | None:
                        only_institution=args.institution or None)
 
 
-def _shown_plan(args: argparse.Namespace) -> tuple[Project, PlanResult] | None:
+@dataclass(frozen=True)
+class Shown:
+    """A plan as printed: the project (with its keys), the octoDNS plan, the key state, the
+    keys still to generate, and the checksum that gates its apply."""
+
+    project: Project
+    result: PlanResult
+    keys: KeyContext
+    pending: tuple[Pending, ...]
+    checksum: str | None
+
+    @property
+    def has_changes(self) -> bool:
+        return self.result.has_changes or bool(self.pending)
+
+
+def plan_checksum(result: PlanResult, pending: Iterable[Pending]) -> str | None:
+    """octodns-sync's checksum, extended with the keys to generate: the reviewed plan names the
+    keys (their values do not exist yet), and apply checks that it adds exactly those."""
+    todo = [(p.institution, [(n.label, n.key_id, str(n.spec)) for n in p.needs])
+            for p in pending]
+    if not todo:
+        return result.checksum
+    text = json.dumps([result.checksum, todo])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _shown_plan(args: argparse.Namespace, *, quiet: bool = False) -> Shown | None:
     """Load, plan, report the problems and print the plan; None when it cannot be applied."""
+    from provisioner.keys import service
+
     project = load(args)
     if project is None:
         return None
+    loaded = with_keys(project, args.institution)
+    if loaded is None:
+        return None
+    project, keys = loaded
+    pending = tuple(p for p in service.pending(project, keys.states)
+                    if args.institution in (None, p.institution))
     result = _plan(args, project)
     if result is None:
         return None
-    report(result.problems)
-    if not result.ok:
+    problems = [*result.problems, *_lost_keys(project, result, pending)]
+    report(problems)
+    if any(p.is_error for p in problems):
         return None
-    print(render(result, args.format))
-    return project, result
+    shown = Shown(project, result, keys, pending, plan_checksum(result, pending))
+    if not quiet:
+        print(render(result, args.format, pending, shown.checksum))
+    return shown
+
+
+def _lost_keys(project: Project, result: PlanResult, pending: Iterable[Pending],
+               before: PlanResult | None = None) -> list[Problem]:
+    """Key records the key state does not know: a selector with no key in the state whose
+    record on the target would be deleted or overwritten. The store is then not the one that
+    made those keys (another MAILAUTH_KEYS_DIR, prefix or region) or was lost: replacing live
+    keys would break the signing of every message, so nothing is applied."""
+    labels = {f"{n.label}._domainkey": p.institution for p in pending for n in p.needs}
+    zone = project.platform.dkim_zone + "."
+    seen_before = set()
+    if before is not None:
+        seen_before = {(c.name, c.action) for z in before.zones if z.zone == zone
+                       for c in z.changes}
+    problems = []
+    for z in result.zones:
+        if z.zone != zone:
+            continue
+        for c in z.changes:
+            if c.name in labels and c.action in ("delete", "update") and \
+                    (c.name, c.action) not in seen_before:
+                problems.append(Problem(
+                    "keys.state-lost",
+                    f"{c.name}.{zone} on {z.target} publishes a key that the key store does "
+                    f"not know (institution {labels[c.name]}): the store is not the one that "
+                    "made it, or it was lost; nothing is applied, since replacing a live key "
+                    "breaks the signing of every message",
+                    project.platform.origin,
+                    "point the key store at the one that holds these keys (MAILAUTH_KEYS_DIR, "
+                    "the secretsmanager prefix or region); to replace the keys on purpose, "
+                    "delete the records at the DNS host first"))
+    return problems
 
 
 def run_plan(args: argparse.Namespace) -> int:
     shown = _shown_plan(args)
     if shown is None:
         return EXIT_ERROR
-    _, result = shown
-    if args.detailed_exitcode and result.has_changes:
+    if args.detailed_exitcode and shown.has_changes:
         return EXIT_CHANGES
     return EXIT_OK
 
 
 def run_apply(args: argparse.Namespace) -> int:
-    """Plan, apply, then verify what changed: 0 applied (and verified or skipped), 1 error
-    (nothing written, or a target failed), 2 applied but verification did not succeed."""
+    """Plan, make the keys the plan announced, apply, then verify what changed: 0 applied (and
+    verified or skipped), 1 error (nothing written, or a target failed), 2 applied but
+    verification did not succeed."""
     if args.verify_wait < 0:
         print("provisioner: --verify-wait must be >= 0", file=sys.stderr)
         return EXIT_ERROR
     shown = _shown_plan(args)
     if shown is None:
         return EXIT_ERROR
-    project, result = shown
-    if not result.has_changes:
+    if not shown.has_changes:
         return EXIT_OK
+    if args.checksum is not None and args.checksum != shown.checksum:
+        report([Problem("apply.checksum", f"the plan changed since it was reviewed: checksum "
+                        f"{args.checksum} given, {shown.checksum} computed; review the new plan",
+                        Origin("--checksum"))])
+        return EXIT_ERROR
+    project, result = shown.project, shown.result
+    if shown.pending:
+        made = _generate(args, shown)
+        if made is None:
+            return EXIT_ERROR
+        project, result = made
+    # The checksum was checked above against the reviewed plan (with its keys to generate);
+    # the plan with the new keys differs from it by exactly those keys (checked in _generate).
+    checksum = args.checksum if not shown.pending else None
 
     def progress(zone: str, target: str, count: int) -> None:
         if args.format == "text":
             print(f"applied {count} change(s) to {zone} on {target}")
 
-    applied = engine.apply(result, checksum=args.checksum, force=args.force,
-                           on_applied=progress)
+    applied = engine.apply(result, checksum=checksum, force=args.force, on_applied=progress)
     report(applied.problems)
     if not applied.ok:
         return EXIT_ERROR
     if args.no_verify:
         return EXIT_OK
-    return _verify_applied(args, project, applied)
+    code, verified = _verify_applied(args, project, applied)
+    if verified is not None and shown.keys.store is not None:
+        _first_activations(args, project, shown.keys, verified)
+    return code
+
+
+def _generate(args: argparse.Namespace, shown: Shown) -> tuple[Project, PlanResult] | None:
+    """Make and store the keys the plan announced, then plan again with them: the new plan may
+    differ from the reviewed one only by those keys' records."""
+    from provisioner.keys import service
+    from provisioner.keys.store import StoreError
+
+    out = sys.stderr if args.format == "json" else sys.stdout
+    store = shown.keys.store
+    try:
+        outcome = service.onboard_all(shown.project, store, shown.keys.states, clock.now())
+    except StoreError as exc:
+        print(f"provisioner: key store: {exc}; nothing was written to DNS", file=sys.stderr)
+        return None
+    for code, key_id, spec in outcome.generated:
+        print(f"generated key {key_id} ({spec}) for {code} in {store.location}", file=out)
+    project = service.attach(shown.project, outcome.states)
+    result = _plan(args, project)
+    if result is None or not result.ok:
+        report(result.problems if result else ())
+        return None
+    problems = _lost_keys(project, result, shown.pending, before=shown.result)
+    allowed = {f"{n.label}._domainkey" for p in shown.pending for n in p.needs}
+    reviewed = {(c.zone, c.name, c.type, c.action, c.after) for z in shown.result.zones
+                for c in z.changes}
+    marker_ok = {f"owns TXT {label}" for label in allowed} | {"owns TXT *._domainkey"}
+    reviewed_marker = {v for z in shown.result.zones for c in z.changes
+                       if c.name == MARKER_NAME and z.zone == c.zone for v in c.after}
+    for z in result.zones:
+        for c in z.changes:
+            key = (c.zone, c.name, c.type, c.action, c.after)
+            in_dkim_zone = c.zone.rstrip(".") == project.platform.dkim_zone
+            if key in reviewed or (in_dkim_zone and c.name in allowed and c.type == "TXT"):
+                continue
+            # The DKIM zone's ownership marker gains one claim per new key record.
+            added = set(c.after) - set(c.before) - reviewed_marker
+            if in_dkim_zone and c.name == MARKER_NAME and c.action != "delete" and \
+                    added <= marker_ok:
+                continue
+            problems.append(Problem(
+                "apply.plan-moved", f"{c.action} {c.name or '@'} {c.type} in {c.zone} was not "
+                "in the reviewed plan", Origin("apply"), "plan again and review the new plan"))
+    if problems:
+        report(problems)
+        print("provisioner: the new keys are stored and not published; nothing was written "
+              "to DNS", file=sys.stderr)
+        return None
+    return project, result
+
+
+def _first_activations(args: argparse.Namespace, project: Project, keys: KeyContext,
+                       verified: Report) -> None:
+    """Signing starts on an institution's first key as soon as its chain verifies (there is
+    nothing to switch from, so no propagation gate); rotations are the schedule's."""
+    from provisioner.keys import lifecycle, service
+    from provisioner.keys.store import StoreError
+
+    out = sys.stderr if args.format == "json" else sys.stdout
+    seen = service.observations(project, verified)
+    now = clock.now()
+    try:
+        states = service.read(project, keys.store, list(seen))
+        decide = {}
+        for code, state in states.items():
+            inst = project.institution(code)
+            if inst is None or state.signing is not None or any(s.signed for s in state.slots):
+                continue
+            policy = service.policy_of(project, inst)
+            decide[code] = (lambda s, p=policy, o=seen[code]:
+                            lifecycle.activate(s, o, now, p, project.platform.ttl))
+        outcome = service.perform(project, keys.store, states, decide, now)
+    except StoreError as exc:
+        print(f"provisioner: key store: {exc}; run 'provisioner keys advance' to start "
+              "signing", file=sys.stderr)
+        return
+    for code in outcome.changed:
+        signing = outcome.states[code].signing
+        if signing is not None and signing.key is not None:
+            print(f"keys: {code} signs with {signing.key.id} (its chain verifies)", file=out)
+    for refusal in outcome.refusals:
+        print(f"keys: {refusal}; 'provisioner keys advance' starts signing once it verifies",
+              file=out)
 
 
 def _verify_applied(args: argparse.Namespace, project: Project,
-                    applied: engine.ApplyResult) -> int:
+                    applied: engine.ApplyResult) -> tuple[int, Report | None]:
     """Verify the domains of the zones apply changed, on the targets that serve live DNS.
 
     The report goes to stdout with the text and markdown formats; with json, stdout stays one
@@ -138,7 +315,7 @@ def _verify_applied(args: argparse.Namespace, project: Project,
     for skip in skipped:
         print(skip, file=out)
     if not groups:
-        return EXIT_OK
+        return EXIT_OK, None
     count = sum(len(g.domains) for g in groups)
     own = sum(1 for g in groups for r in g.records if r.domain is None)
     what = f"{count} domain(s)" + (f" and {own} platform record(s)" if own else "")
@@ -147,11 +324,11 @@ def _verify_applied(args: argparse.Namespace, project: Project,
     verified = afterapply.run(groups, project.platform, wait=args.verify_wait)
     print(verify_cli.text(verified), file=out)
     if verified.ok:
-        return EXIT_OK
+        return EXIT_OK, verified
     print("provisioner: the records were written, but verification says they are not all live "
           "and right yet (see above); check again with: provisioner verify --wait 60",
           file=sys.stderr)
-    return EXIT_CHANGES
+    return EXIT_CHANGES, verified
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -189,15 +366,27 @@ def _counts(result: PlanResult) -> dict[str, int]:
     return counts
 
 
-def render(result: PlanResult, fmt: str) -> str:
+def render(result: PlanResult, fmt: str, pending: Iterable[Pending] = (),
+           checksum: str | None = None) -> str:
+    pending = tuple(pending)
+    checksum = checksum if checksum is not None else result.checksum
     if fmt == "json":
-        return json.dumps(to_json(result), indent=2)
+        return json.dumps(to_json(result, pending, checksum), indent=2)
     if fmt == "markdown":
-        return _markdown(result)
-    return _text(result)
+        return _markdown(result, pending, checksum)
+    return _text(result, pending, checksum)
 
 
-def _text(result: PlanResult) -> str:
+def _pending_lines(pending: tuple[Pending, ...]) -> list[str]:
+    if not pending:
+        return []
+    out = ["", "keys to generate (apply makes them in the key store, then publishes them):"]
+    out += [f"  {p.institution}: keys to generate: {p}" for p in pending]
+    return out
+
+
+def _text(result: PlanResult, pending: tuple[Pending, ...] = (),
+          checksum: str | None = None) -> str:
     out: list[str] = []
     for zone in result.zones:
         state = "" if zone.exists else " (new zone)"
@@ -210,12 +399,15 @@ def _text(result: PlanResult) -> str:
             out.extend(_change_lines(c))
         out.extend(f"  ! apply needs --force: {v}" for v in zone.violations)
     out.extend(_awaiting_lines(result))
+    out.extend(_pending_lines(pending))
     counts = _counts(result)
     out.append("")
-    if result.has_changes:
+    if result.has_changes or pending:
+        keys = sum(len(p.needs) for p in pending)
+        more = f", {keys} key(s) to generate" if keys else ""
         out.append(f"{counts['create']} to create, {counts['update']} to update, "
-                   f"{counts['delete']} to delete; checksum {result.checksum}")
-        out.append(f"apply exactly this plan: provisioner apply --checksum {result.checksum}")
+                   f"{counts['delete']} to delete{more}; checksum {checksum}")
+        out.append(f"apply exactly this plan: provisioner apply --checksum {checksum}")
     else:
         out.append("no changes")
     return "\n".join(out)
@@ -235,7 +427,8 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _markdown(result: PlanResult) -> str:
+def _markdown(result: PlanResult, pending: tuple[Pending, ...] = (),
+              checksum: str | None = None) -> str:
     counts = _counts(result)
     out = [f"### octoDNS plan: {counts['create']} create, {counts['update']} update, "
            f"{counts['delete']} delete", ""]
@@ -260,8 +453,12 @@ def _markdown(result: PlanResult) -> str:
         out += [f"- `{a.institution}`: {a.domain}, {len(a.records)} record(s)"
                 for a in result.awaiting]
         out.append("")
-    if result.checksum:
-        out.append(f"Checksum: `{result.checksum}`")
+    if pending:
+        out += ["#### DKIM keys to generate (at apply, in the key store)", ""]
+        out += [f"- `{p.institution}`: keys to generate: {p}" for p in pending]
+        out.append("")
+    if checksum:
+        out.append(f"Checksum: `{checksum}`")
     return "\n".join(out)
 
 
@@ -270,14 +467,19 @@ def _problems_json(problems: Iterable[Any]) -> list[dict[str, str]]:
              "origin": str(p.origin)} for p in problems]
 
 
-def to_json(result: PlanResult) -> dict[str, Any]:
+def to_json(result: PlanResult, pending: tuple[Pending, ...] = (),
+            checksum: str | None = None) -> dict[str, Any]:
     def values(vs: tuple[Any, ...]) -> list[Any]:
         return [{"preference": v.preference, "exchange": v.exchange}
                 if isinstance(v, MxValue) else v for v in vs]
 
     return {
-        "checksum": result.checksum,
-        "changes": result.has_changes,
+        "checksum": checksum if checksum is not None else result.checksum,
+        "changes": result.has_changes or bool(pending),
+        "keys_to_generate": [{"institution": p.institution,
+                              "keys": [{"selector": n.label, "id": n.key_id,
+                                        "spec": str(n.spec)} for n in p.needs]}
+                             for p in pending],
         "zones": [{
             "zone": z.zone, "target": z.target, "exists": z.exists, "orphan": z.orphan,
             "needs_force": list(z.violations),

@@ -24,7 +24,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    project = load(args, institution=args.institution)
+    project = load(args, institution=args.institution, keys=True)
     if project is None:
         return EXIT_ERROR
     records = project.records()

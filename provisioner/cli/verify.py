@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         print("provisioner: --wait must be >= 0, --timeout > 0 and --jobs >= 1",
               file=sys.stderr)
         return EXIT_ERROR
-    project = load(args)
+    project = load(args, keys=True)
     if project is None:
         return EXIT_ERROR
     project = select_institution(project, args.institution)

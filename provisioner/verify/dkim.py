@@ -87,12 +87,21 @@ def check_key_at(view: View, name: str, target: str, published: str | None,
         return CheckResult("dkim", name, Status.FAILED, "multiple-records",
                            f"{len(texts)} TXT records at {target}: verifiers may pick either "
                            "(RFC 6376 §3.6.2.2)", expected, found + tuple(texts))
+    label = target.split("._domainkey.")[0]
     try:
         key = parse_key_record(texts[0])
     except DkimKeyError as exc:
+        if exc.code == "revoked" and published == "":
+            # The key state revoked this selector (a rotation's retirement): p= is right.
+            return success("dkim", name, f"{label} is revoked (p= empty) after a rotation, "
+                           "as the key state says; mail is signed with the other selector",
+                           expected, found + tuple(texts) if show_key else found)
         return CheckResult("dkim", name, Status.FAILED, exc.code, f"{target}: {exc}",
                            expected, found + tuple(texts))
-    label = target.split("._domainkey.")[0]
+    if published == "":
+        return CheckResult("dkim", name, Status.FAILED, "key-mismatch",
+                           f"{target} still publishes a key; the key state revoked {label} "
+                           "(p= empty)", expected, found + tuple(texts))
     if published and "".join(published.split()) != key.public_key:
         return CheckResult("dkim", name, Status.FAILED, "key-mismatch",
                            f"the key at {target} is not the platform's key for {label}",

@@ -34,9 +34,10 @@ def check_dkim_key(view: View, record: Record) -> CheckResult:
 
 
 def _public_key(text: str) -> str | None:
-    """The ``p=`` of an expected key record; None when it has none to compare with."""
+    """The ``p=`` of an expected key record (``""``: revoked on purpose); None when it has
+    none to compare with."""
     try:
-        return dict(parse_tag_list(text)).get("p") or None
+        return dict(parse_tag_list(text)).get("p")
     except DkimKeyError:
         return None
 
