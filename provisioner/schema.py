@@ -56,6 +56,8 @@ def default(name: str, *path: str) -> Any:
             node = node["properties"][part]
         else:
             node = node["additionalProperties"]
+    if "default" in node:  # a default beside a $ref (2020-12 allows siblings) wins
+        return node["default"]
     return _deref(root, node).get("default")
 
 

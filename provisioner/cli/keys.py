@@ -49,6 +49,11 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "keys", help="DKIM keys: status, rotate, activate, retire, advance, signing, test",
         description="The DKIM key lifecycle. Exit 0 done, 1 error, 3 a step refused (its "
                     "precondition does not hold yet; the message says when it will).")
+    # --config and -v are taken before the step too (provisioner keys --config F status).
+    p.add_argument("--config", dest="outer_config", metavar="FILE", default=None,
+                   help=argparse.SUPPRESS)
+    p.add_argument("-v", "--verbose", dest="outer_verbose", action="count", default=0,
+                   help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="keys_command", metavar="STEP", required=True)
     dns = argparse.ArgumentParser(add_help=False)
     dns.add_argument("--nameserver", metavar="HOST[:PORT]", action="append", default=[],
@@ -60,7 +65,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
     s = sub.add_parser("status", parents=[common, codes], help="selectors, keys and history")
     s.add_argument("--format", choices=("text", "json"), default="text")
-    s.set_defaults(func=run_status)
+    s.set_defaults(func=_outer(run_status))
 
     r = sub.add_parser("rotate", parents=[common, dns], help="a new key on the idle selector")
     r.add_argument("codes", nargs="+", metavar="CODE")
@@ -68,39 +73,51 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="the signing key leaked: rotate now, sign with the new key as soon as "
                         "it verifies, revoke the leaked one at once")
     r.add_argument("--reason", default="", help="recorded in the audit trail")
-    r.set_defaults(func=run_rotate)
+    r.set_defaults(func=_outer(run_rotate))
 
     a = sub.add_parser("activate", parents=[common, dns], help="move signing to the new key")
     a.add_argument("codes", nargs="+", metavar="CODE")
     a.add_argument("--selector", metavar="LABEL", help="the selector to activate "
                    "(default: the rotation's new key)")
-    a.set_defaults(func=run_activate)
+    a.set_defaults(func=_outer(run_activate))
 
     t = sub.add_parser("retire", parents=[common, dns], help="empty the old selector's p=")
     t.add_argument("codes", nargs="+", metavar="CODE")
     t.add_argument("--selector", metavar="LABEL", help="the selector to retire "
                    "(default: the one standing by)")
-    t.set_defaults(func=run_retire)
+    t.set_defaults(func=_outer(run_retire))
 
     v = sub.add_parser("advance", parents=[common, dns, codes],
                        help="every step whose gates are met (the schedule's job)")
-    v.set_defaults(func=run_advance)
+    v.set_defaults(func=_outer(run_advance))
 
     g = sub.add_parser("signing", parents=[common, dns, codes],
                        help="what the mail platform signs with: only chains that verify now")
     g.add_argument("--format", choices=("json", "opendkim"), default="json")
     g.add_argument("--output", metavar="DIR", help="opendkim: write KeyTable and SigningTable "
                    "there (and the private keys, 0600, for a store that is not files)")
-    g.set_defaults(func=run_signing)
+    g.set_defaults(func=_outer(run_signing))
 
     x = sub.add_parser("test", parents=[common, dns],
                        help="sign a message with the stored key and verify it via live DNS")
     x.add_argument("code", metavar="CODE")
     x.add_argument("--domain", action="append", default=[], help="only this sender domain")
-    x.set_defaults(func=run_test)
+    x.set_defaults(func=_outer(run_test))
 
 
 # --- shared -----------------------------------------------------------------------------------
+
+
+def _outer(fn: Any) -> Any:
+    """The step, with --config and -v given before it honoured."""
+    def run(args: argparse.Namespace) -> int:
+        if args.outer_config and args.config == "provisioner.yaml":
+            args.config = args.outer_config
+        args.verbose = max(args.verbose, args.outer_verbose)
+        code: int = fn(args)
+        return code
+
+    return run
 
 
 def _servers(args: argparse.Namespace) -> tuple[Server, ...] | None:

@@ -104,7 +104,7 @@ def opendkim_tables(entries: Sequence[SigningEntry], key_path: Callable[[Signing
 TxtLookup = Callable[[str], bytes | None]
 
 
-def test_message(domain: str) -> bytes:
+def probe_message(domain: str) -> bytes:
     return (f"From: DKIM test <dkim-test@{domain}>\r\n"
             f"To: postmaster@{domain}\r\n"
             f"Subject: mailauth-provisioner DKIM test for {domain}\r\n"
@@ -115,7 +115,7 @@ def test_message(domain: str) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class TestResult:
+class ProbeResult:
     domain: str
     selector: str
     key_id: str
@@ -128,12 +128,12 @@ class TestResult:
 
 
 def sign_and_verify(domain: str, selector: str, key_id: str, pem: bytes, algorithm: str,
-                    lookup: TxtLookup) -> TestResult:
+                    lookup: TxtLookup) -> ProbeResult:
     """dkimpy signs a test message with ``pem`` and verifies it, its key looked up through
     ``lookup`` (live DNS), as a receiver would (RFC 6376 §6)."""
     import dkim
 
-    message = test_message(domain)
+    message = probe_message(domain)
     sig_alg = b"ed25519-sha256" if algorithm == "ed25519" else b"rsa-sha256"
     signature = dkim.sign(message, selector.encode(), domain.encode(),
                           crypto.dkimpy_private(pem), signature_algorithm=sig_alg,
@@ -148,11 +148,11 @@ def sign_and_verify(domain: str, selector: str, key_id: str, pem: bytes, algorit
     try:
         ok = bool(dkim.verify(signature + message, dnsfunc=dnsfunc))
     except dkim.DKIMException as exc:
-        return TestResult(domain, selector, key_id, False, f"dkimpy: {exc}")
+        return ProbeResult(domain, selector, key_id, False, f"dkimpy: {exc}")
     asked = seen[0] if seen else f"{selector}._domainkey.{domain}"
     detail = (f"signed and verified through {asked} (dkimpy)" if ok else
               f"the signature does not verify with the key published at {asked}")
-    return TestResult(domain, selector, key_id, ok, detail)
+    return ProbeResult(domain, selector, key_id, ok, detail)
 
 
 def domains_to_test(project: Project, code: str, only: Iterable[str] = ()) -> list[str]:
