@@ -252,9 +252,13 @@ def detect(
                 # A managed zone the plan saw unchanged but the servers do not answer for is
                 # unpublished; one the plan could not read (refused) tells nothing: missing.
                 seen = external or zone_of.get(check.name.rstrip(".")) in planned_zones
+                # A DKIM key record (in the platform's DKIM zone) is a TXT, not the CNAME.
+                rtype = ("TXT" if check.check == "dkim" and
+                         project.platform.platform_zone_of(check.name.rstrip(".")) else
+                         CHECK_TYPE.get(check.check, "TXT"))
                 findings.append(_live_finding(dom.institution, dom.domain, check,
                                               external=external, all_absent=all_absent,
-                                              planned=seen))
+                                              planned=seen, rtype=rtype))
     return DriftReport(tuple(_merge(findings)), chosen, tuple(domains), tuple(problems), shard,
                        checks, tuple(unanswered))
 
@@ -289,7 +293,7 @@ def _plan_finding(zone: engine.ZonePlan, change: engine.Change, record: Record |
 
 
 def _live_finding(institution: str | None, domain: str, check: CheckResult, *, external: bool,
-                  all_absent: bool, planned: bool) -> Finding:
+                  all_absent: bool, planned: bool, rtype: str = "") -> Finding:
     if check.status is Status.PENDING:
         # Managed: the plan saw the target right (else this merges into its finding), so the
         # servers do not serve it. External: nothing at all is unpublished, a gap is missing.
@@ -304,7 +308,7 @@ def _live_finding(institution: str | None, domain: str, check: CheckResult, *, e
     reason = f"{check.check}: {check.reason}" + (f": {check.message}" if check.message else "")
     # Sorted: servers answer a record set in any order, and a report must not flicker.
     return Finding(kind, institution, domain, check.name.rstrip("."),
-                   CHECK_TYPE.get(check.check, "TXT"), check.expected,
+                   rtype or CHECK_TYPE.get(check.check, "TXT"), check.expected,
                    tuple(sorted(check.found)), reason, ("live",))
 
 

@@ -136,6 +136,13 @@ def _open(args: argparse.Namespace, codes: Sequence[str]) -> tuple[Project, KeyC
     project = load(args)
     if project is None:
         return None
+    if not project.platform.manages_keys and args.keys_command in ("status", "advance") \
+            and not codes:
+        # The schedule runs advance on every platform; one that publishes its keys itself
+        # has nothing to advance.
+        print(f"keys: the DKIM zone {project.platform.dkim_zone} is not in platform_zones: "
+              "the product owns no keys, nothing to do")
+        return project, KeyContext(None, {})
     if not project.platform.manages_keys:
         print(f"provisioner: the DKIM zone {project.platform.dkim_zone} is not in "
               "platform_zones: the product owns no keys (fix: add it to platform_zones)",
@@ -241,6 +248,8 @@ def run_status(args: argparse.Namespace) -> int:
     if opened is None:
         return EXIT_ERROR
     project, keys = opened
+    if keys.store is None:
+        return EXIT_OK
     now = clock.now()
     codes = args.codes or [i.code for i in service.keyed(project)]
     if args.format == "json":
@@ -375,7 +384,8 @@ def run_advance(args: argparse.Namespace, *, quiet_refusals: bool = False) -> in
     if opened is None:
         return EXIT_ERROR
     project, keys = opened
-    assert keys.store is not None
+    if keys.store is None:
+        return EXIT_OK
     codes = list(args.codes) or [i.code for i in service.keyed(project)]
     now = clock.now()
     try:
@@ -446,6 +456,11 @@ def _opendkim(args: argparse.Namespace, store: KeyStore,
     from provisioner.keys.store import LocalStore
 
     files = isinstance(store, LocalStore)
+    unsafe = [e.key for e in entries if any(c in e.key for c in " \t:#,")] if files else []
+    if unsafe and not args.output:
+        print(f"provisioner: the key store's path {unsafe[0]!r} holds a space, ':', '#' or "
+              "',', which OpenDKIM's KeyTable cannot carry: give --output DIR", file=sys.stderr)
+        return EXIT_ERROR
     if not args.output:
         if not files:
             print("provisioner: the key store is not files: give --output DIR, where the "
@@ -457,16 +472,17 @@ def _opendkim(args: argparse.Namespace, store: KeyStore,
     out = Path(args.output)
     try:
         out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The output is what a signing host installs: its own copy of each key (0600), so the
+        # OpenDKIM user can be given it (chown) without touching the store.
+        keydir = out / "keys"
+        keydir.mkdir(mode=0o700, exist_ok=True)
         paths: dict[str, str] = {}
-        if not files:
-            keydir = out / "keys"
-            keydir.mkdir(mode=0o700, exist_ok=True)
-            for e in entries:
-                path = keydir / f"{e.key_id}.pem"
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(store.read_private(e.institution, e.key_id))
-                paths[e.key_id] = str(path.resolve())
+        for e in entries:
+            path = keydir / f"{e.key_id}.pem"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(store.read_private(e.institution, e.key_id))
+            paths[e.key_id] = str(path.resolve())
         keytable, table = signing.opendkim_tables(entries, lambda e: paths.get(e.key_id, e.key))
         (out / "KeyTable").write_text(keytable, encoding="utf-8")
         (out / "SigningTable").write_text(table, encoding="utf-8")
