@@ -202,3 +202,27 @@ def test_4096_bit_keys_round_trip(
     assert len(strings) == 3 and all(len(s) <= 255 for s in strings)  # RFC 1035 §3.3.14
     assert b"".join(strings).decode() == f"v=DKIM1; k=rsa; p={public}"
     assert run(root, capsys, "plan", "--detailed-exitcode").code == 0
+
+
+def test_emergency_rotation_revokes_the_leaked_key_once_the_new_one_verifies(
+    tmp_path: Path, pdns: PdnsServer, key_store: Path,  # noqa: F811
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock(monkeypatch)
+    root = served(tmp_path, pdns)
+    ns = f"127.0.0.1:{pdns.dns_port}"
+    assert run(root, capsys, "apply").code == 0
+    leaked = stored_key(key_store, "sel1-mosa.1")
+    clock.advance(minutes=5)
+    done = run(root, capsys, "keys", "rotate", "mosa", "--emergency", "--reason", "leaked",
+               "--nameserver", ns)
+    assert done.code == 0, done.out + done.err
+    selectors = states(key_store)
+    assert (selectors["sel1-mosa"]["status"], selectors["sel2-mosa"]["status"]) == (
+        "retiring", "signing")
+    assert txt_strings(pdns.dns_port, KEY1 + ".") == ["v=DKIM1; k=rsa; p="]
+    assert not signed_and_verified(pdns.dns_port, leaked, b"stxsel1")
+    assert signed_and_verified(pdns.dns_port, stored_key(key_store, "sel2-mosa.2"), b"stxsel2")
+    assert run(root, capsys, "verify", "--nameserver", ns).code == 0
+    status = run(root, capsys, "keys", "status", "mosa")
+    assert "emergency: the leaked key is revoked" in status.out
