@@ -637,12 +637,6 @@ NULL_TIMES: list[Any] = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: provisioner/keys/state.py KeyInfo.from_json (line 70) and Event.from_json (line 125) "
-    "use `assert created/at is not None`: a stored state with \"created\": null or \"at\": null "
-    "raises AssertionError, which from_json does not turn into StateError (and under python -O "
-    "it reads as a state with a None time); the stores then let it escape as a traceback "
-    "instead of a StoreError naming the secret/file"))
 @pytest.mark.parametrize("data", NULL_TIMES, ids=["key-created-null", "event-at-null"])
 def test_a_null_time_does_not_read_as_a_state(data: Any) -> None:
     with pytest.raises(StateError):

@@ -285,12 +285,6 @@ def test_a_state_that_is_not_json_names_the_secret_and_nothing_else(prefix: str)
         assert "MII" not in message
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: provisioner/keys/state.py lines 70 and 125 `assert ... is not None`: a stored state "
-    "whose key has \"created\": null raises AssertionError, which state.from_json does not "
-    "turn into StateError, so SecretsManagerStore._parse (secretsmanager.py line 68) does not "
-    "name the secret; read_states' catch-all turns it into the anonymous 'cannot read the key "
-    "states: AssertionError'"))
 def test_a_state_with_a_null_time_names_the_secret(prefix: str) -> None:
     store = SecretsManagerStore(prefix)
     data = keyed(fresh()).to_json()

@@ -67,7 +67,8 @@ class KeyInfo:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> KeyInfo:
         created = _time(data["created"])
-        assert created is not None
+        if created is None:
+            raise StateError(f"key {data.get('id')!r} has no creation time")
         return cls(str(data["id"]), str(data["algorithm"]), int(data["bits"]),
                    str(data["public"]), created)
 
@@ -122,7 +123,8 @@ class Event:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Event:
         at = _time(data["at"])
-        assert at is not None
+        if at is None:
+            raise StateError("an event of the history has no time")
         return cls(at, str(data["step"]), str(data["selector"]), Status(data["from"]),
                    Status(data["to"]), data.get("key"), str(data["reason"]))
 
@@ -191,6 +193,11 @@ def from_json(data: Any) -> InstitutionKeys:
                 KeyInfo.from_json(s["key"]) if s.get("key") else None,
                 int(s.get("generation", 0)), _time(s.get("live_since")),
                 bool(s.get("signed", False)), str(s.get("algorithm", "rsa"))))
+        labels = {s.label for s in slots}
+        for field_name in ("rotating_to", "emergency"):
+            value = data.get(field_name)
+            if value is not None and value not in labels:
+                raise StateError(f"{field_name} names {value!r}, which is not a selector")
         return InstitutionKeys(
             str(data["institution"]), tuple(slots), int(data["version"]),
             tuple(Event.from_json(e) for e in data.get("history", ())),
