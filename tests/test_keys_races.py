@@ -16,8 +16,8 @@ from provisioner.cli import main
 from provisioner.keys import crypto
 from provisioner.keys.store import LocalStore
 from tests.keys_project import key_strings
-from tests.test_keys_powerdns import KEY1, KEY2, served, states, stored_key
 from tests.servers import PdnsServer, pdns, pdns_server  # noqa: F401 - fixtures
+from tests.test_keys_powerdns import KEY1, KEY2, served, states, stored_key
 
 FORK = multiprocessing.get_context("fork")
 
