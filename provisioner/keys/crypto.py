@@ -32,7 +32,15 @@ def generate(spec: KeySpec) -> tuple[bytes, str]:
     else:
         key = rsa.generate_private_key(public_exponent=65537, key_size=spec.bits)
     pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    return pem, public_of(pem)
+    return pem, _public(key)
+
+
+def _public(key: ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey) -> str:
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return base64.b64encode(raw).decode("ascii")
+    der = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(der).decode("ascii")
 
 
 def _generate_one(spec: tuple[str, int]) -> tuple[bytes, str]:
@@ -42,12 +50,8 @@ def _generate_one(spec: tuple[str, int]) -> tuple[bytes, str]:
 def public_of(pem: bytes) -> str:
     """The DKIM ``p=`` of a private key in PEM."""
     key = load_pem_private_key(pem, password=None)
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        return base64.b64encode(raw).decode("ascii")
-    if isinstance(key, rsa.RSAPrivateKey):
-        der = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-        return base64.b64encode(der).decode("ascii")
+    if isinstance(key, ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey):
+        return _public(key)
     raise ValueError("the stored private key is neither rsa nor ed25519")
 
 

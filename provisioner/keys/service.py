@@ -169,11 +169,15 @@ def perform(project: Project, store: KeyStore, states: Mapping[str, InstitutionK
     return Outcome(MappingProxyType(current), tuple(generated), tuple(refusals), tuple(changed))
 
 
-def _stored_key(store: KeyStore, code: str, need: NeedKey, pem: bytes, now: datetime
-                ) -> tuple[KeyInfo, bool]:
+def _stored_key(store: KeyStore, code: str, need: NeedKey, pem: bytes, now: datetime,
+                public: str | None = None) -> tuple[KeyInfo, bool]:
     """Store ``pem`` under the need's id; when a key is already there (a run that died before
-    recording it, or a racing run), that key is used instead: one key per id, ever."""
+    recording it, or a racing run), that key is used instead: one key per id, ever.
+    ``public``: the new key's ``p=``, when its maker computed it (loading an RSA key back to
+    compute it costs as much as a tenth of making one)."""
     fresh = store.create_private(code, need.key_id, pem)
+    if fresh and public is not None:
+        return KeyInfo(need.key_id, need.spec.algorithm, need.spec.bits, public, now), True
     if not fresh:
         pem = store.read_private(code, need.key_id)
     try:
@@ -194,8 +198,8 @@ def _make_keys(store: KeyStore, needs: Sequence[tuple[str, NeedKey]], now: datet
                jobs: int | None) -> dict[tuple[str, str], tuple[KeyInfo, bool]]:
     out: dict[tuple[str, str], tuple[KeyInfo, bool]] = {}
     pairs = crypto.generate_many((n.spec for _, n in needs), jobs)
-    for (code, need), (pem, _) in zip(needs, pairs, strict=True):
-        out[(code, need.key_id)] = _stored_key(store, code, need, pem, now)
+    for (code, need), (pem, public) in zip(needs, pairs, strict=True):
+        out[(code, need.key_id)] = _stored_key(store, code, need, pem, now, public)
     return out
 
 
