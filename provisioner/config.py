@@ -32,6 +32,7 @@ from provisioner.model import (
     is_within,
 )
 from provisioner.names import NameError_, normalize
+from provisioner.octodns.targets import ALLOW_ENV, allowed_class
 from provisioner.yamlload import Document, PathKey, load
 
 ZONES_DIR = "zones"
@@ -76,10 +77,11 @@ class Project:
 
 
 def display_path(path: Path, root: Path) -> str:
-    """The path as the user wrote it relative to the project, for error messages."""
+    """The path as the user wrote it relative to the project, for error messages. The file
+    itself is not resolved: a link is named as the link, never as what it points to."""
     try:
-        return str(path.resolve().relative_to(root.resolve()))
-    except ValueError:
+        return str((path.absolute().parent.resolve() / path.name).relative_to(root.resolve()))
+    except (ValueError, OSError, RuntimeError):
         return str(path)
 
 
@@ -113,7 +115,10 @@ def load_project(config_path: Path, files: Sequence[Path] | None = None) -> Proj
     institutions: list[Institution] = []
     for path in paths:
         file = shown_as.get(path) or display_path(path, root)
-        inst = _load_institution(path, file, platform, problems)
+        # Files of zones/ must be regular files of the repository (a merge request may add a
+        # link to /etc/shadow or a FIFO); files named on the command line are the user's.
+        inst = _load_institution(path, file, platform, problems,
+                                 root if path in shown_as else None)
         if inst is not None:
             institutions.append(inst)
     problems.extend(rules.check_institutions(platform, institutions))
@@ -227,6 +232,15 @@ def _build_platform(doc: Document, problems: list[Problem], root: Path) -> Platf
         )
         for name, cfg in data["targets"].items()
     }
+    for name, target in targets.items():
+        if not allowed_class(target.provider_class):
+            problems.append(Problem(
+                "target.class-refused",
+                f"target {name}: {target.provider_class!r} is not an octoDNS provider "
+                "package's class: provisioner.yaml names providers, never code",
+                doc.where(("targets", name, "class")),
+                f"use octodns.* or octodns_<provider>.*; allow another package with the "
+                f"protected CI/CD variable {ALLOW_ENV}"))
     default_target = data.get("default_target", schema.default("platform", "default_target"))
     if default_target not in targets:
         problems.append(
@@ -361,10 +375,11 @@ def _inside_repository(path: Path, root: Path) -> bool:
 
 
 def _load_institution(
-    path: Path, file: str, platform: Platform, problems: list[Problem]
+    path: Path, file: str, platform: Platform, problems: list[Problem],
+    root: Path | None = None,
 ) -> Institution | None:
     try:
-        doc = load(path, file)
+        doc = load(path, file, root)
     except InvalidInput as exc:
         problems.extend(exc.problems)
         return None

@@ -140,16 +140,23 @@ def _type_name(inst: Any) -> str:
     }.get(type(inst), type(inst).__name__)
 
 
+# A backslash would reach the DNS host as an escape: PowerDNS decodes \059 into ';', which
+# turns one address into extra DMARC tags.
+_MAILTO = ("write mailto:address@example.com, the address in letters, digits and . _ + - "
+           "(no backslash, quote, space, ',', ';' or '!': DNS hosts decode escapes)")
+
+
 def _pattern_hint(where: str) -> str:
     last = where.rsplit(".", 1)[-1]
     hints = {
         "institution": "lower-case letters, digits and inner hyphens, at most 32",
-        "rua": "write mailto:address@example.com",
-        "ruf": "write mailto:address@example.com",
-        "dmarc_rua": "write mailto:address@example.com",
+        "rua": _MAILTO,
+        "ruf": _MAILTO,
+        "dmarc_rua": _MAILTO,
+        "name": "one line of text: no newline, tab or other control character",
         "failure_reporting": "0, 1, d or s, separated by colons",
         "return_path": "a lower-case label such as 'mail' or 'bounce.news'",
-        "contact": "an e-mail address",
+        "contact": "an e-mail address, without quotes, backslashes, spaces or control characters",
         "class": "a dotted Python path such as octodns_route53.Route53Provider",
     }
     if last.isdigit():

@@ -8,6 +8,8 @@ can refuse duplicates, bound alias expansion and nesting, and report each proble
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,20 +77,50 @@ def _decode(raw: bytes, file: str) -> str:
     return text.removeprefix("\ufeff")
 
 
-def read_text(path: Path, file: str) -> str:
-    """The file's text, refusing what no declaration can be: too large, not UTF-8, empty."""
+def read_text(path: Path, file: str, root: Path | None = None) -> str:
+    """The file's text, refusing what no declaration can be: not a regular file (a FIFO, a
+    device, a directory), a link leading out of ``root`` (the repository), too large, not
+    UTF-8, empty. The size is judged on the open file, and no more than the limit is read, so
+    a file growing under us (``/dev/zero``) costs nothing."""
+    if root is not None:
+        try:
+            real = path.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+            raise _problem("file.unreadable", f"cannot follow {file}: {exc}", Origin(file),
+                           "make it a plain file") from None
+        if not real.is_relative_to(root.resolve()):
+            raise _problem("file.outside", f"{file} is a link to {real}, outside the "
+                           "repository", Origin(file), "put the declaration itself in zones/")
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise _problem(
-                "yaml.too-large",
-                f"file is {size} bytes, more than the {MAX_BYTES} a declaration may have",
-                Origin(file),
-                "split it or remove what is not a declaration",
-            )
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise _problem("file.unreadable", exc.strerror or str(exc), Origin(file)) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _problem("file.not-regular", f"{file} is not a regular file",
+                           Origin(file), "a declaration is a plain file")
+        if info.st_size > MAX_BYTES:
+            raise _problem(
+                "yaml.too-large",
+                f"file is {info.st_size} bytes, more than the {MAX_BYTES} a declaration may "
+                "have", Origin(file), "split it or remove what is not a declaration")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_BYTES:
+            chunk = os.read(fd, MAX_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_BYTES:
+            raise _problem("yaml.too-large", f"file holds more than the {MAX_BYTES} bytes a "
+                           "declaration may have", Origin(file), "split it")
+        raw = b"".join(chunks)
+    except OSError as exc:
+        raise _problem("file.unreadable", exc.strerror or str(exc), Origin(file)) from None
+    finally:
+        os.close(fd)
     text = _decode(raw, file)
     if not text.strip() or all(
         not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()
@@ -97,10 +129,11 @@ def read_text(path: Path, file: str) -> str:
     return text
 
 
-def load(path: Path, file: str | None = None) -> Document:
-    """Load one YAML file holding one mapping. Raises :class:`InvalidInput` with one problem."""
+def load(path: Path, file: str | None = None, root: Path | None = None) -> Document:
+    """Load one YAML file holding one mapping. Raises :class:`InvalidInput` with one problem.
+    ``root``: the file must be in it, links followed (the repository, for ``zones/``)."""
     name = file if file is not None else str(path)
-    return parse(read_text(path, name), name)
+    return parse(read_text(path, name, root), name)
 
 
 def parse(text: str, file: str) -> Document:

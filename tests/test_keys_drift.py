@@ -93,3 +93,21 @@ def test_keys_round_trip_on_route53(
     assert again.code == 0, again.out + again.err
     state = json.loads((key_store / "state" / "mosa.json").read_text())
     assert state["selectors"]["sel1-mosa"]["key"]["bits"] == bits
+
+
+def test_a_lost_key_store_never_replaces_live_keys(
+    tmp_path: Path, pdns: PdnsServer, key_store: Path,  # noqa: F811
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = served(tmp_path, pdns)
+    assert run(root, capsys, "apply").code == 0
+    live = pdns.rrsets("dkim.secutix.com")[("sel1-mosa._domainkey", "TXT")]
+    # Another store (a wrong MAILAUTH_KEYS_DIR, a lost disk): it knows no key of mosa's.
+    monkeypatch.setenv("MAILAUTH_KEYS_DIR", str(tmp_path / "elsewhere"))
+    planned = run(root, capsys, "plan")
+    assert planned.code == 1
+    assert "error[keys.state-lost]" in planned.err and "sel1-mosa._domainkey" in planned.err
+    applied = run(root, capsys, "apply")
+    assert applied.code == 1
+    assert pdns.rrsets("dkim.secutix.com")[("sel1-mosa._domainkey", "TXT")] == live
+    assert not (tmp_path / "elsewhere" / "private").exists()  # no key made either

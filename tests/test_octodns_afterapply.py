@@ -37,7 +37,7 @@ def test_where_each_target_answers() -> None:
     assert "files" in live_dns(_target(YAML)).skip
     moto = live_dns(_target(R53), environ={"AWS_ENDPOINT_URL_ROUTE_53": "http://127.0.0.1:9"})
     assert "http://127.0.0.1:9, not AWS" in moto.skip
-    assert "verify: false" in live_dns(_target(PDNS, verify=False, nameserver="h")).skip
+    assert "verify: false" in live_dns(_target(PDNS, verify=False, nameserver="192.0.2.1")).skip
 
 
 @pytest.mark.parametrize("options", [{"nameserver": "ns:x"}, {"nameserver": []},

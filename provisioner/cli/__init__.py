@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from provisioner import __version__
+from provisioner.cli.common import EXIT_ERROR, Parser
 from provisioner.errors import ProvisionerError
 
 # Command name -> the module that registers it. Only the module of the command being run is
@@ -33,12 +34,12 @@ COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="provisioner",
         description="SPF, DKIM, DMARC and MX records for the platform's institutions, as code.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument(
         "--config",
         default="provisioner.yaml",
@@ -56,7 +57,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv[0] if argv else None)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) or a usage error (1, Parser.error)
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_ERROR
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     quiet_secret_loggers(level)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from provisioner.config import Project, load_project
 from provisioner.errors import Problem
@@ -16,6 +17,33 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2  # plan --detailed-exitcode; verify/drift: failures or drift
 EXIT_REFUSED = 3  # keys: a step's precondition does not hold (yet)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error exiting 1 (DESIGN §6): 2 means changes, drift or
+    failures, and a mistyped option must never read as one of them."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
+def seconds(text: str) -> float:
+    """A ``type=`` for durations in seconds: a finite number >= 0 (not inf, not nan)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a finite number of seconds >= 0")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """A ``type=`` for timeouts: a finite number of seconds > 0."""
+    value = seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds > 0")
+    return value
 
 
 def report(problems: Iterable[Problem]) -> None:

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from provisioner.cli.common import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, load, report
+from provisioner.cli.common import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_OK,
+    load,
+    positive_seconds,
+    report,
+)
 from provisioner.dnsclient import BadServer, Server
 from provisioner.drift import DriftReport, Finding, Shard, detect
 
@@ -33,7 +40,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--nameserver", metavar="HOST[:PORT]", action="append", default=[],
                    help="ask this server instead of each zone's authoritative servers "
                         "(repeatable)")
-    p.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS",
+    p.add_argument("--timeout", type=positive_seconds, default=1.0, metavar="SECONDS",
                    help="first timeout of each DNS query; retries double it (default 1)")
     p.add_argument("--format", choices=("text", "json", "markdown", "junit"), default="text")
     p.add_argument("--json-report", metavar="FILE",

@@ -28,6 +28,7 @@ from provisioner.cli.common import (
     EXIT_REFUSED,
     KeyContext,
     load,
+    positive_seconds,
     report,
     with_keys,
 )
@@ -58,7 +59,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     dns = argparse.ArgumentParser(add_help=False)
     dns.add_argument("--nameserver", metavar="HOST[:PORT]", action="append", default=[],
                      help="ask this server instead of each zone's authoritative servers")
-    dns.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS",
+    dns.add_argument("--timeout", type=positive_seconds, default=1.0, metavar="SECONDS",
                      help="first timeout of each DNS query (default 1)")
     codes = argparse.ArgumentParser(add_help=False)
     codes.add_argument("codes", nargs="*", metavar="CODE", help="institutions (default: all)")

@@ -28,6 +28,7 @@ from provisioner.cli.common import (
     KeyContext,
     load,
     report,
+    seconds,
     select_institution,
     with_keys,
 )
@@ -62,7 +63,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="apply only if the plan's checksum is SUM (the one plan printed)")
     a.add_argument("--force", action="store_true",
                    help="apply even if the ownership guard refuses (large deletes)")
-    a.add_argument("--verify-wait", type=float, default=0.0, metavar="SECONDS",
+    a.add_argument("--verify-wait", type=seconds, default=0.0, metavar="SECONDS",
                    help="after applying, poll the live DNS with backoff for up to SECONDS "
                         "until the changed records verify (default 0: one pass)")
     a.add_argument("--no-verify", action="store_true",

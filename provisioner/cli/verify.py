@@ -12,7 +12,15 @@ import sys
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from provisioner.cli.common import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, load, select_institution
+from provisioner.cli.common import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_OK,
+    load,
+    positive_seconds,
+    seconds,
+    select_institution,
+)
 from provisioner.dnsclient import BadServer, Server
 from provisioner.verify import Report, Status, verify_records
 
@@ -31,9 +39,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--nameserver", metavar="HOST[:PORT]", action="append", default=[],
                    help="ask this server instead of each zone's authoritative servers "
                         "(repeatable)")
-    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+    p.add_argument("--wait", type=seconds, default=0.0, metavar="SECONDS",
                    help="poll with backoff until everything succeeds or SECONDS have passed")
-    p.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS",
+    p.add_argument("--timeout", type=positive_seconds, default=1.0, metavar="SECONDS",
                    help="the longest a server's retransmission timeout grows, and the first "
                         "one before it has answered; a query is given up after at least this "
                         "(default 1)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -53,6 +55,17 @@ class Server(NamedTuple):
             host, port = text.split(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise BadServer(f"--nameserver {text!r}: expected HOST[:PORT]")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            # A host name: resolved once, here, so that a name that does not resolve is this
+            # one-line error and not a failure deep in a pass (after the records were written).
+            try:
+                found = socket.getaddrinfo(host, int(port), type=socket.SOCK_DGRAM)
+            except (OSError, UnicodeError) as exc:
+                raise BadServer(f"--nameserver {text!r}: {host} does not resolve "
+                                f"({getattr(exc, 'strerror', None) or exc})") from None
+            return cls(str(found[0][4][0]), int(port), host)
         return cls(host, int(port))
 
 
