@@ -87,7 +87,8 @@ def upsert_note(
     if not token:
         raise NoteError("no GitLab token: set a variable holding a token with the api scope")
     client = gitlab.Gitlab(
-        target.server_url, private_token=token, timeout=timeout, retry_transient_errors=False
+        target.server_url, private_token=token, timeout=timeout, retry_transient_errors=False,
+        session=_NoRedirects(),
     )
     try:
         client.auth()
@@ -117,10 +118,27 @@ def upsert_note(
                 404: " (no such project or merge request, or the token cannot see it)"}
         code = exc.response_code or 0
         raise NoteError(f"GitLab answered {code or 'an error'} for {where}: "
-                        f"{exc.error_message}{hint.get(code, '')}") from None
+                        f"{_plain(exc.error_message)}{hint.get(code, '')}") from None
     except requests.RequestException as exc:
         raise NoteError(f"cannot reach GitLab at {target.server_url}: "
                         f"{type(exc).__name__}") from None
+
+
+class _NoRedirects(requests.Session):
+    """A session that follows no redirect: requests drops ``Authorization`` on a redirect to
+    another host, but not python-gitlab's ``PRIVATE-TOKEN`` header, so following one could hand
+    the token to whoever the redirect names. GitLab's API does not redirect; a 3xx is then an
+    error naming the status, and nothing is sent anywhere else."""
+
+    def get_redirect_target(self, resp: Any) -> None:
+        return None
+
+
+def _plain(text: Any, limit: int = 200) -> str:
+    """GitLab's error text as one short line of printable characters: it is the server's
+    words, and a hostile or broken server could put terminal escapes or pages of HTML there."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in str(text)).split())
+    return flat if len(flat) <= limit else flat[:limit] + "..."
 
 
 def _user_id(user: Any) -> int | None:

@@ -225,3 +225,55 @@ def test_a_missing_file_is_reported(ci_env: FakeGitLab, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["mr-note", "--file", str(tmp_path / "nope.md")]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_a_redirect_never_carries_the_token_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The GitLab URL answers with a redirect to another origin; that origin must never see
+    the token, and the failure is one line."""
+    from http.server import BaseHTTPRequestHandler
+
+    seen: list[str | None] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("PRIVATE-TOKEN"))
+            self.send_response(200)
+            self.end_headers()
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    target = f"http://127.0.0.1:{other.server_address[1]}"
+
+    class Redirecting(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", target + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    first = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    threads = [threading.Thread(target=s.serve_forever, args=(0.05,), daemon=True)
+               for s in (other, first)]
+    for t in threads:
+        t.start()
+    try:
+        monkeypatch.setenv("CI_SERVER_URL", f"http://127.0.0.1:{first.server_address[1]}")
+        monkeypatch.setenv("CI_PROJECT_ID", "42")
+        monkeypatch.setenv("CI_MERGE_REQUEST_IID", "5")
+        monkeypatch.setenv("MR_NOTE_TOKEN", TOKEN)
+        capsys.readouterr()
+        assert cli.main(["mr-note", "--file", _plan(tmp_path, "plan\n")]) == 1
+        err = capsys.readouterr().err
+    finally:
+        for s in (other, first):
+            s.shutdown()
+            s.server_close()
+    assert seen == []  # nothing reached the other origin, token or not
+    assert TOKEN not in err and len(err.strip().splitlines()) == 1

@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 _Finish = Callable[[Query, Answer], None]
 
 MIN_RTO = 0.05  # seconds: the floor of a server's retransmission timeout
+# A server's socket (its source port) serves at most this many queries, then a new one is
+# opened between two rounds (RFC 5452 §9.2: source ports as unpredictable as IDs).
+PORT_QUERIES = 64
+_random = random.SystemRandom()
 MIN_WINDOW = 8.0  # queries in flight per server, however lossy it is
 _GRANULARITY = 0.001  # G of RFC 6298 §2: the clock's granularity, as a floor of 4·RTTVAR
 
@@ -65,8 +69,8 @@ class _Channel:
     pending: deque[Query] = field(default_factory=deque)
     inflight: dict[int, _Flight] = field(default_factory=dict)  # every copy's ID
     active: int = 0  # distinct queries in flight (the window counts these)
-    next_id: int = field(default_factory=lambda: random.randrange(65536))
     answered: int = 0
+    sent: int = 0  # datagrams sent from this socket (its source port)
     cwnd: float = 1.0  # congestion window: queries in flight at most (RFC 5681, for DNS)
     ssthresh: float = 0.0
     cut_at: float = 0.0  # when cwnd was last halved
@@ -74,10 +78,12 @@ class _Channel:
     rttvar: float = 0.0
 
     def new_id(self) -> int:
+        """An ID no copy in flight holds, drawn from the system's random source: an off-path
+        attacker must guess it with the source port (RFC 5452 §9.2)."""
         while True:
-            self.next_id = (self.next_id + 1) & 0xFFFF
-            if self.next_id not in self.inflight:
-                return self.next_id
+            qid = _random.getrandbits(16)
+            if qid not in self.inflight:
+                return qid
 
 
 _Heap = list[tuple[float, int, _Channel, _Flight]]
@@ -146,16 +152,26 @@ class Engine:
 
     def _channel(self, server: Server) -> _Channel:
         channel = self._channels.get(server)
+        if channel is not None and channel.sent >= PORT_QUERIES and not channel.inflight:
+            # Between rounds nothing is in flight: a new socket, a new random source port.
+            channel.sock.close()
+            channel.sock = self._socket(server)
+            channel.sent = 0
         if channel is None:
-            family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            sock.setblocking(False)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
-            sock.connect((server.host, server.port))
+            sock = self._socket(server)
             channel = self._channels[server] = _Channel(server, sock, self.timeout,
                                                         cwnd=self.window,
                                                         ssthresh=self.window)
         return channel
+
+    @staticmethod
+    def _socket(server: Server) -> socket.socket:
+        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        sock.connect((server.host, server.port))
+        return sock
 
     def _qsection(self, name: str, rdtype: str) -> bytes:
         key = (name, rdtype)
@@ -224,8 +240,8 @@ class Engine:
                         self._drop(channel, "timeout", finish)
         finally:
             selector.close()
-        for query, qsection in truncated:
-            results[query] = self._tcp(query, qsection)
+        if truncated:
+            results.update(self._tcp_all(truncated))
         return results
 
     def _send(self, channel: _Channel, flight: _Flight, now: float) -> bool:
@@ -239,6 +255,7 @@ class Engine:
         except OSError:
             pass  # reported as a timeout or refusal below, like a lost packet
         self.sent += 1
+        channel.sent += 1
         flight.copies.append((qid, now))
         channel.inflight[qid] = flight
         return True
@@ -327,8 +344,8 @@ class Engine:
                 # ICMP port unreachable (RFC 1122 §4.1.3.3): nobody listens there.
                 self._drop(channel, "unreachable", finish)
                 return
-            if len(wire) < 12:
-                continue
+            if len(wire) < 12 or not wire[2] & 0x80:
+                continue  # too short, or not a response (QR=0: an echo, a query)
             qid = struct.unpack_from("!H", wire)[0]
             flight = channel.inflight.get(qid)
             if flight is None or flight.done:
@@ -357,25 +374,66 @@ class Engine:
                 continue
             finish(flight.query, Answer.from_message(flight.query, message))
 
-    def _tcp(self, query: Query, qsection: bytes) -> Answer:
-        """Ask again over TCP: RFC 7766 §5 after a truncated UDP answer."""
-        wire = make_query(random.randrange(65536), qsection,
-                          recursion=query.server in self.recursive)
+    def _tcp_all(self, truncated: list[tuple[Query, bytes]]) -> dict[Query, Answer]:
+        """Ask the truncated queries again over TCP (RFC 7766 §5), several at once, all within
+        one deadline (``timeout`` x ``attempts`` from now); a server that let one TCP query
+        time out is given up for the rest of them, so a server that truncates and never
+        answers on TCP costs one deadline per round, not one per query."""
         deadline = time.monotonic() + self.timeout * self.attempts
+        dead: set[Server] = set()
+        out: dict[Query, Answer] = {}
+
+        def one(item: tuple[Query, bytes]) -> tuple[Query, Answer]:
+            query, qsection = item
+            if query.server in dead:
+                return query, Answer.failure(query, "timeout")
+            answer = self._tcp(query, qsection, deadline)
+            if answer.status == "timeout":
+                dead.add(query.server)
+            return query, answer
+
+        if len(truncated) == 1:
+            out.update([one(truncated[0])])
+            return out
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(16, len(truncated))) as pool:
+            out.update(pool.map(one, truncated))
+        return out
+
+    def _tcp(self, query: Query, qsection: bytes, deadline: float) -> Answer:
+        """One query over TCP, given up at ``deadline``; the answer must be a response (QR)
+        with the query's ID and question, as over UDP (RFC 5452 §4.2)."""
+        qid = _random.getrandbits(16)
+        wire = make_query(qid, qsection, recursion=query.server in self.recursive)
         try:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
             with socket.create_connection((query.server.host, query.server.port),
-                                          timeout=self.timeout * self.attempts) as sock:
+                                          timeout=left) as sock:
                 sock.sendall(struct.pack("!H", len(wire)) + wire)
                 data = b""
                 while len(data) < 2 or len(data) < 2 + struct.unpack_from("!H", data)[0]:
-                    if time.monotonic() > deadline:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
                         raise TimeoutError
+                    sock.settimeout(left)
                     chunk = sock.recv(65535)
                     if not chunk:
                         raise ConnectionError("closed")
                     data += chunk
-            return Answer.from_message(query, parse_response(data[2:]))
-        except (OSError, WireError) as exc:
+            message = data[2:2 + struct.unpack_from("!H", data)[0]]
+            if len(message) < 12 or not message[2] & 0x80 or \
+                    struct.unpack_from("!H", message)[0] != qid:
+                raise WireError("not the response to this query (QR or ID)")
+            echoed = message[12:12 + len(qsection)]
+            if echoed.lower() != qsection.lower():
+                raise WireError("the response is to another question")
+            return Answer.from_message(query, parse_response(message, query.name))
+        except WireError as exc:
+            log.info("%s: TCP answer for %s refused: %s", query.server, query.name, exc)
+            return Answer.failure(query, "FORMERR")
+        except OSError as exc:
             log.info("%s: TCP query for %s failed: %s", query.server, query.name, exc)
             return Answer.failure(query, "timeout")
-
