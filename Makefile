@@ -35,7 +35,7 @@ typecheck: venv
 	$(BIN)/mypy
 
 test: system-deps venv lint typecheck
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n auto $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python -m benchmarks.bench_core

@@ -181,3 +181,46 @@ def test_the_file_target_replaces_zone_files_whole(
     monkeypatch.setattr("octodns.provider.yaml.safe_dump", real)
     assert cli(project, capsys, "apply").code == 0
     assert "p=quarantine" in zone.read_text()
+
+
+def test_no_credential_reaches_a_log_at_any_verbosity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """plan -vv against Route53 (moto) with credentials in the environment, as the pipeline
+    has them: neither the secret key, the session token, the access key id's signature nor a
+    PowerDNS API key read through env/NAME appears in any output or log record."""
+    from tests.octodns_project import CUSTOMER, declare, run, write_project
+    from tests.servers import MotoRoute53
+
+    server = MotoRoute53().start()
+    try:
+        secrets = {"AWS_SECRET_ACCESS_KEY": "s3cr3t-AWS-key-value-0123456789",
+                   "AWS_SESSION_TOKEN": "session-token-value-ABCDEFGHIJKL",
+                   "PDNS_API_KEY": "pdns-api-key-value-zyxwvuts"}
+        for k, v in secrets.items():
+            monkeypatch.setenv(k, v)
+        write_project(tmp_path, {
+            "route53": {"class": "octodns_route53.Route53Provider"},
+            "powerdns": {"class": "octodns_powerdns.PowerDnsProvider", "host": "127.0.0.1",
+                         "port": 9, "api_key": "env/PDNS_API_KEY", "timeout": 1}},
+            default="route53")
+        declare(tmp_path, "mosa", """
+            institution: mosa
+            name: Mosa Museum
+            domains:
+              mosamuseum.com: {dns: managed}
+            """)
+        server.create_zone("mosamuseum.com", CUSTOMER)
+        server.create_zone("dmarc.secutix.com")
+        caplog.set_level(1)
+        result = run(tmp_path, capsys, "plan", "-vv")
+        logged = "\n".join(r.getMessage() for r in caplog.records)
+    finally:
+        server.stop()
+    assert result.code == 0, result.err
+    assert "DEBUG" in result.err or logged  # it did log at debug level
+    everything = result.out + result.err + logged
+    for value in secrets.values():
+        assert value not in everything
+    assert "Signature=" not in everything

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -64,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     quiet_secret_loggers(level)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, Redactor) for f in handler.filters):
+            handler.addFilter(Redactor())
     try:
         code: int = args.func(args)
     except ProvisionerError as exc:
@@ -80,6 +85,39 @@ def main(argv: Sequence[str] | None = None) -> int:
 # Loggers that print request bodies and headers at debug level: botocore's carry credentials,
 # signatures and (Secrets Manager) private keys; urllib3's carry URLs with tokens.
 SECRET_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "gitlab", "requests")
+
+
+# Secrets as they appear in request logs, whatever the logger: signed AWS headers, tokens,
+# API keys, and private keys.
+_SECRET_PATTERNS = re.compile(
+    r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^'\"}\n]+"
+    r"|((?:x-amz-security-token|x-api-key|private-token|job-token|aws_secret_access_key|"
+    r"aws_session_token|secretaccesskey|sessiontoken)['\"]?\s*[:=]\s*['\"]?)[^'\",}\s]+"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----",
+    re.DOTALL)
+# Environment variables whose values are secrets wherever they show up in a log line.
+_SECRET_ENV = re.compile(r"(?i)(secret|token|password|api_key|apikey|private)")
+
+
+class Redactor(logging.Filter):
+    """Removes secrets from every log record before any handler writes it: the values of
+    secret-looking environment variables (the AWS keys, API keys, tokens a target reads with
+    ``env/NAME``) and the headers and PEM blocks above. Defence in depth beside
+    :func:`quiet_secret_loggers`: a library's log line may carry a secret at any level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed record: leave it to logging's own error handling
+            return True
+        clean = _SECRET_PATTERNS.sub(lambda m: (m.group(1) or m.group(2) or "") + "[redacted]",
+                                     text)
+        for name, value in os.environ.items():
+            if len(value) >= 8 and _SECRET_ENV.search(name) and value in clean:
+                clean = clean.replace(value, "[redacted]")
+        if clean != text:
+            record.msg, record.args = clean, ()
+        return True
 
 
 def quiet_secret_loggers(level: int) -> None:

@@ -43,7 +43,13 @@ DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     YAML_PROVIDER: {"escaped_semicolons": False, "enforce_order": False,
                     "root_ns_warnings": False},
     "octodns_powerdns.PowerDnsProvider": {"enable_dynamic": False, "root_ns_warnings": False},
-    "octodns_route53.Route53Provider": {"root_ns_warnings": False},
+    # Route53 allows 5 requests a second per account and answers "Throttling" beyond: ten
+    # attempts, in botocore's adaptive mode (client-side rate limiting, set below).
+    "octodns_route53.Route53Provider": {"root_ns_warnings": False, "client_max_attempts": 10},
+}
+#: Environment botocore reads for every client a provider makes, unless the operator set it.
+BOTOCORE_DEFAULTS: Mapping[str, Mapping[str, str]] = {
+    "octodns_route53.Route53Provider": {"AWS_RETRY_MODE": "adaptive"},
 }
 
 
@@ -248,6 +254,11 @@ def build_provider(target: Target, root: Path) -> Any:
     if target.provider_class == YAML_PROVIDER:
         cls = _atomic_yaml_provider()
     kwargs = provider_kwargs(target, root)
+    # botocore reads these when the provider makes its client, in its constructor: set for
+    # that moment only (never left in the environment), and only where the operator set none.
+    added = {k: v for k, v in BOTOCORE_DEFAULTS.get(target.provider_class, {}).items()
+             if k not in os.environ}
+    os.environ.update(added)
     try:
         return cls(target.name, **kwargs)
     except TypeError as exc:
@@ -255,3 +266,6 @@ def build_provider(target: Target, root: Path) -> Any:
                     ) from None
     except Exception as exc:  # providers raise anything on bad config; report it, located
         raise _fail(target, "target.init", f"{type(exc).__name__}: {exc}") from None
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
