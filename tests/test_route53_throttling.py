@@ -59,7 +59,7 @@ class Throttler:
                 self.wfile.write(data)
                 conn.close()
 
-            do_GET = do_POST = do_DELETE = _relay  # noqa: N815 - http.server's names
+            do_GET = do_POST = do_DELETE = _relay
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
