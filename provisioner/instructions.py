@@ -12,6 +12,7 @@ import html
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from provisioner.escape import md_text
 from provisioner.expand import report_destinations
 from provisioner.model import Institution, MxValue, Platform, Record, Role, is_within
 from provisioner.names import to_unicode
@@ -95,10 +96,11 @@ def _cautions(platform: Platform) -> list[str]:
 
 
 def markdown(platform: Platform, institution: Institution, records: tuple[Record, ...]) -> str:
-    lines = [f"# DNS records for {institution.name} ({institution.code})", ""]
+    lines = [f"# DNS records for {md_text(institution.name)} ({institution.code})", ""]
     lines.append(
-        f"{platform.name} sends e-mail on behalf of the domains below. Receivers (Gmail, Yahoo, "
-        "Outlook) deliver it only when these records are published in the domain's DNS."
+        f"{md_text(platform.name)} sends e-mail on behalf of the domains below. Receivers "
+        "(Gmail, Yahoo, Outlook) deliver it only when these records are published in the "
+        "domain's DNS."
     )
     for ds in steps(platform, institution, records):
         shown = to_unicode(ds.domain)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Project, cli
+from tests.servers import MotoRoute53, route53, route53_server  # noqa: F401 - fixtures
 
 EVIL = "import pathlib; pathlib.Path('{marker}').write_text('ran')\n"
 
@@ -185,42 +186,74 @@ def test_the_file_target_replaces_zone_files_whole(
 
 def test_no_credential_reaches_a_log_at_any_verbosity(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, route53: MotoRoute53,  # noqa: F811
 ) -> None:
     """plan -vv against Route53 (moto) with credentials in the environment, as the pipeline
     has them: neither the secret key, the session token, the access key id's signature nor a
     PowerDNS API key read through env/NAME appears in any output or log record."""
     from tests.octodns_project import CUSTOMER, declare, run, write_project
-    from tests.servers import MotoRoute53
 
-    server = MotoRoute53().start()
-    try:
-        secrets = {"AWS_SECRET_ACCESS_KEY": "s3cr3t-AWS-key-value-0123456789",
-                   "AWS_SESSION_TOKEN": "session-token-value-ABCDEFGHIJKL",
-                   "PDNS_API_KEY": "pdns-api-key-value-zyxwvuts"}
-        for k, v in secrets.items():
-            monkeypatch.setenv(k, v)
-        write_project(tmp_path, {
-            "route53": {"class": "octodns_route53.Route53Provider"},
-            "powerdns": {"class": "octodns_powerdns.PowerDnsProvider", "host": "127.0.0.1",
-                         "port": 9, "api_key": "env/PDNS_API_KEY", "timeout": 1}},
-            default="route53")
-        declare(tmp_path, "mosa", """
-            institution: mosa
-            name: Mosa Museum
-            domains:
-              mosamuseum.com: {dns: managed}
-            """)
-        server.create_zone("mosamuseum.com", CUSTOMER)
-        server.create_zone("dmarc.secutix.com")
-        caplog.set_level(1)
-        result = run(tmp_path, capsys, "plan", "-vv")
-        logged = "\n".join(r.getMessage() for r in caplog.records)
-    finally:
-        server.stop()
+    server = route53
+    secrets = {"AWS_SECRET_ACCESS_KEY": "s3cr3t-AWS-key-value-0123456789",
+               "AWS_SESSION_TOKEN": "session-token-value-ABCDEFGHIJKL",
+               "PDNS_API_KEY": "pdns-api-key-value-zyxwvuts"}
+    for k, v in secrets.items():
+        monkeypatch.setenv(k, v)
+    write_project(tmp_path, {
+        "route53": {"class": "octodns_route53.Route53Provider"},
+        "powerdns": {"class": "octodns_powerdns.PowerDnsProvider", "host": "127.0.0.1",
+                     "port": 9, "api_key": "env/PDNS_API_KEY", "timeout": 1}},
+        default="route53")
+    declare(tmp_path, "mosa", """
+        institution: mosa
+        name: Mosa Museum
+        domains:
+          mosamuseum.com: {dns: managed}
+        """)
+    server.create_zone("mosamuseum.com", CUSTOMER)
+    server.create_zone("dmarc.secutix.com")
+    caplog.set_level(1)
+    result = run(tmp_path, capsys, "plan", "-vv")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
     assert result.code == 0, result.err
     assert "DEBUG" in result.err or logged  # it did log at debug level
     everything = result.out + result.err + logged
     for value in secrets.values():
         assert value not in everything
     assert "Signature=" not in everything
+
+
+def test_control_characters_from_a_file_name_never_reach_the_terminal_or_the_junit(
+    project: Project, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from xml.etree import ElementTree as ET
+
+    (project.zones / "evil\x1b[2J\x07.yaml").write_text("institution: x\n")
+    result = cli(project, capsys, "validate", "--format", "junit")
+    assert result.code == 1
+    assert "\x1b" not in result.out + result.err and "\x07" not in result.out + result.err
+    assert "\\x1b[2J" in result.err
+    ET.fromstring(result.out)  # well-formed
+
+
+def test_live_values_and_names_reach_markdown_inert(
+    project: Project, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from provisioner.escape import md_code, md_text
+
+    assert md_code("x | ![i](https://e.example/p.png) @all") == \
+        "`x \\| ![i](https://e.example/p.png) @all`"
+    assert md_code("a`b") == "``a`b``"
+    assert "\\!\\[" in md_text("![i](x)") and "\\@all" in md_text("@all")
+    path = project.zones / "gva-opera.yaml"
+    path.write_text(path.read_text().replace("dns: external", "dns: external", 1))
+    code = next(p.stem for p in project.zones.glob("*.yaml")
+                if "external" in p.read_text())
+    target = project.zones / f"{code}.yaml"
+    text = target.read_text()
+    name_line = next(line for line in text.splitlines() if line.startswith("name:"))
+    target.write_text(text.replace(name_line, 'name: "Opera ![x](https://evil.example) @all"'))
+    shown = cli(project, capsys, "instructions", code)
+    assert shown.code == 0, shown.err
+    assert "![x](https://evil.example)" not in shown.out and "@all" not in shown.out.replace(
+        "\\@all", "")

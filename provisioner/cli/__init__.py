@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from provisioner import __version__
 from provisioner.cli.common import EXIT_ERROR, Parser
 from provisioner.errors import ProvisionerError
+from provisioner.escape import EscapingStream
 
 # Command name -> the module that registers it. Only the module of the command being run is
 # imported (octoDNS, the DNS client and jsonschema cost a third of a second to import), unless
@@ -57,6 +58,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every byte it prints goes through :func:`escape.terminal`."""
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = EscapingStream(out), EscapingStream(err)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv[0] if argv else None)
     try:
@@ -93,7 +104,7 @@ _SECRET_PATTERNS = re.compile(
     r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^'\"}\n]+"
     r"|((?:x-amz-security-token|x-api-key|private-token|job-token|aws_secret_access_key|"
     r"aws_session_token|secretaccesskey|sessiontoken)['\"]?\s*[:=]\s*['\"]?)[^'\",}\s]+"
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----",
+    r"|-----BEGIN [A-Z ]*PRIVATE[ ]KEY-----.*?-----END [A-Z ]*PRIVATE[ ]KEY-----",
     re.DOTALL)
 # Environment variables whose values are secrets wherever they show up in a log line.
 _SECRET_ENV = re.compile(r"(?i)(secret|token|password|api_key|apikey|private)")

@@ -25,6 +25,7 @@ from provisioner.cli.common import (
 )
 from provisioner.dnsclient import BadServer, Server
 from provisioner.drift import DriftReport, Finding, Shard, detect
+from provisioner.escape import md_code
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -118,7 +119,8 @@ def _text(result: DriftReport) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Text from live DNS in a table cell: a code span, so nothing in it renders."""
+    return md_code(text)
 
 
 def _markdown(result: DriftReport) -> str:

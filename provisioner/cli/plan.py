@@ -34,6 +34,7 @@ from provisioner.cli.common import (
 )
 from provisioner.config import Project
 from provisioner.errors import Origin, Problem
+from provisioner.escape import md_code
 from provisioner.keys import clock
 from provisioner.keys.service import Pending
 from provisioner.model import MxValue
@@ -425,7 +426,8 @@ def _awaiting_lines(result: PlanResult) -> list[str]:
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|")
+    """A table cell carrying text from the live zone: a code span (no link, image, mention)."""
+    return md_code(text)
 
 
 def _markdown(result: PlanResult, pending: tuple[Pending, ...] = (),
