@@ -392,6 +392,16 @@ def apply(
     applied: list[tuple[str, str, int]] = []
     for provider, octo_plan in planned.octodns_plans:
         zone = octo_plan.desired.name
+        moved = _changed_since_plan(provider, octo_plan)
+        if moved:
+            # Optimistic concurrency: the plan wrote its changes over the record sets it read;
+            # someone changed one since (a customer's new TXT value in the shared apex set).
+            # Writing now would lose their edit: refuse the zone, nothing written to it.
+            problems.append(_problem(
+                "apply.zone-changed", f"{zone} on {provider.id} changed since the plan "
+                f"({', '.join(moved)}): nothing written to it; plan again and review",
+                Origin("apply")))
+            continue
         try:
             count = int(provider.apply(octo_plan))
         except Exception as exc:
@@ -403,6 +413,27 @@ def apply(
         if on_applied is not None:
             on_applied(zone, provider.id, count)
     return ApplyResult(tuple(applied), tuple(problems))
+
+
+def _changed_since_plan(provider: Any, octo_plan: Any) -> list[str]:
+    """The record sets a plan changes whose live value is no longer what the plan read:
+    re-read from the provider just before the write (one read per changed zone)."""
+    existing = octo_plan.existing
+    fresh = Zone(existing.name, set(existing.sub_zones))
+    try:
+        provider.populate(fresh, target=True, lenient=True)
+    except Exception as exc:  # unreadable now: apply's own write will report the target
+        log.info("re-reading %s before the write: %s", existing.name, exc)
+        return []
+    now = {(r.name, r._type): r for r in fresh.records}
+    moved = []
+    for change in octo_plan.changes:
+        key = (change.record.name, change.record._type)
+        before, current = change.existing, now.get(key)
+        if (before is None) != (current is None) or (
+                before is not None and current is not None and before.data != current.data):
+            moved.append(f"{key[1]} {key[0] or '@'}")
+    return moved
 
 
 def _enable_validators() -> None:
