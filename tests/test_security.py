@@ -257,3 +257,16 @@ def test_live_values_and_names_reach_markdown_inert(
     assert shown.code == 0, shown.err
     assert "![x](https://evil.example)" not in shown.out and "@all" not in shown.out.replace(
         "\\@all", "")
+
+
+def test_providers_from_a_virtualenv_inside_the_checkout_load(tmp_path: Path) -> None:
+    """make venv puts .venv inside the repository: its site-packages are installed packages."""
+    import sysconfig
+
+    from provisioner.model import Target
+    from provisioner.octodns.targets import provider_class
+
+    site_packages = Path(sysconfig.get_paths()["purelib"]).resolve()
+    checkout = site_packages.parents[3]  # <checkout>/.venv/lib/python3.X/site-packages
+    cls = provider_class(Target("local", "octodns.provider.yaml.YamlProvider"), checkout)
+    assert cls.__name__ == "YamlProvider"

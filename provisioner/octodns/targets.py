@@ -101,6 +101,17 @@ def allowed_class(name: str, environ: Mapping[str, str] | None = None) -> bool:
     return bool(_PACKAGE.match(package)) or name in extra or package in extra
 
 
+def _installed_dirs() -> list[Path]:
+    """Where installed packages live: the interpreter's library and site-packages."""
+    import site
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    found = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    found.update(site.getsitepackages())
+    return [Path(p).resolve() for p in found if p]
+
+
 def provider_class(target: Target, root: Path | None = None) -> Any:
     """The provider class of ``target``: an allowed name (:func:`allowed_class`), from an
     installed package (never a module of the repository), and a subclass of octoDNS's provider
@@ -121,9 +132,12 @@ def provider_class(target: Target, root: Path | None = None) -> Any:
     if spec is None:
         raise _fail(target, "target.class-unknown", f"no installed package provides {name!r}",
                     "install the provider's package (e.g. pip install octodns-powerdns)")
-    # "frozen" and "built-in" modules are the interpreter's own; files are checked.
+    # "frozen" and "built-in" modules are the interpreter's own; files must come from the
+    # interpreter's library or site-packages directories (a virtualenv inside the checkout
+    # included), never from elsewhere in the repository, where a merge request can add them.
     origin = Path(spec.origin).resolve() if spec.origin and os.path.isabs(spec.origin) else None
-    if root is not None and origin is not None and origin.is_relative_to(root.resolve()):
+    if root is not None and origin is not None and origin.is_relative_to(root.resolve()) \
+            and not any(origin.is_relative_to(d) for d in _installed_dirs()):
         raise _fail(target, "target.class-refused",
                     f"{name!r} would be loaded from the repository ({origin}), not from an "
                     "installed package", "install the provider's package")
