@@ -113,3 +113,21 @@ def test_two_runs_at_once_put_one_key_on_each_selector(
 @pytest.fixture(autouse=True)
 def _no_stray_children() -> None:
     assert not multiprocessing.active_children()
+
+
+def test_the_default_store_is_created_with_its_parents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fresh machine has no ~/.local/share/mailauth-provisioner: the store makes it."""
+    from provisioner.keys.policy import StoreConfig
+    from provisioner.keys.store import open_store
+
+    monkeypatch.delenv("MAILAUTH_KEYS_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    store = open_store(StoreConfig(), "dkim.secutix.com")
+    assert store.create_private("mosa", "sel1-mosa.1", b"pem")
+    made = tmp_path / "home" / ".local" / "share" / "mailauth-provisioner" / "dkim.secutix.com"
+    assert (made / "private" / "mosa" / "sel1-mosa.1.pem").read_bytes() == b"pem"
+    assert made.stat().st_mode & 0o777 == 0o700
+    assert (made / "private" / "mosa" / "sel1-mosa.1.pem").stat().st_mode & 0o777 == 0o600

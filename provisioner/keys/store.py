@@ -106,6 +106,11 @@ class LocalStore:
     def _dir(self, *parts: str, create: bool) -> Path:
         path = self.directory.joinpath(*parts)
         if create:
+            try:  # its parents (~/.local/share/...) as the user's umask makes them
+                self.directory.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"{self.location}: cannot create {self.directory.parent}: "
+                                 f"{exc.strerror}") from None
             for p in (self.directory, *(self.directory.joinpath(*parts[:i + 1])
                                         for i in range(len(parts)))):
                 try:
