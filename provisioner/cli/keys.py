@@ -158,6 +158,19 @@ def _open(args: argparse.Namespace, codes: Sequence[str]) -> tuple[Project, KeyC
     return with_keys(project)
 
 
+def _start(args: argparse.Namespace, codes: Sequence[str]
+           ) -> tuple[tuple[Server, ...], Project, KeyContext] | None:
+    """The name servers of the arguments, and the project with its keys; None (after a
+    one-line message) when either fails."""
+    servers = _servers(args)
+    if servers is None:
+        return None
+    opened = _open(args, codes)
+    if opened is None:
+        return None
+    return (servers, *opened)
+
+
 def _print_refusals(refusals: Iterable[Refusal]) -> bool:
     any_ = False
     for r in refusals:
@@ -314,13 +327,10 @@ def _next_step(state: InstitutionKeys, now: Any, policy: Any, ttl: int) -> str:
 
 def _step(args: argparse.Namespace, decide: Any, *, verify_first: bool,
           publish: bool = True) -> int:
-    servers = _servers(args)
-    if servers is None:
+    started = _start(args, args.codes)
+    if started is None:
         return EXIT_ERROR
-    opened = _open(args, args.codes)
-    if opened is None:
-        return EXIT_ERROR
-    project, keys = opened
+    servers, project, keys = started
     assert keys.store is not None
     now = clock.now()
     seen = _verify_keys(project, args.codes, servers, args.timeout) if verify_first else {}
@@ -378,13 +388,10 @@ def run_retire(args: argparse.Namespace) -> int:
 def run_advance(args: argparse.Namespace, *, quiet_refusals: bool = False) -> int:
     """The schedule: first keys, activations, retirements, rotations; then publish, and
     verify again so that a key published now counts its gate from now."""
-    servers = _servers(args)
-    if servers is None:
+    started = _start(args, args.codes)
+    if started is None:
         return EXIT_ERROR
-    opened = _open(args, args.codes)
-    if opened is None:
-        return EXIT_ERROR
-    project, keys = opened
+    servers, project, keys = started
     if keys.store is None:
         return EXIT_OK
     codes = list(args.codes) or [i.code for i in service.keyed(project)]
@@ -421,13 +428,10 @@ def run_advance(args: argparse.Namespace, *, quiet_refusals: bool = False) -> in
 
 
 def run_signing(args: argparse.Namespace) -> int:
-    servers = _servers(args)
-    if servers is None:
+    started = _start(args, args.codes)
+    if started is None:
         return EXIT_ERROR
-    opened = _open(args, args.codes)
-    if opened is None:
-        return EXIT_ERROR
-    project, keys = opened
+    servers, project, keys = started
     assert keys.store is not None
     codes = list(args.codes) or [i.code for i in service.keyed(project)]
     chosen = project if not args.codes else _narrow(project, codes)
@@ -500,13 +504,10 @@ def _opendkim(args: argparse.Namespace, store: KeyStore,
 
 
 def run_test(args: argparse.Namespace) -> int:
-    servers = _servers(args)
-    if servers is None:
+    started = _start(args, [args.code])
+    if started is None:
         return EXIT_ERROR
-    opened = _open(args, [args.code])
-    if opened is None:
-        return EXIT_ERROR
-    project, keys = opened
+    servers, project, keys = started
     assert keys.store is not None
     state = keys.states[args.code]
     slot = state.signing

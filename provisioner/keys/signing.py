@@ -12,7 +12,6 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate, make_msgid
-from typing import Any
 
 from provisioner.config import Project
 from provisioner.keys import crypto
@@ -53,7 +52,6 @@ def signing_entries(project: Project, states: Mapping[str, InstitutionKeys],
     """Per sender domain with DKIM, its signing selector and key, if its chain verifies."""
     entries: list[SigningEntry] = []
     left: list[LeftOut] = []
-    selector_of = {s.target_label(""): s.name for s in project.platform.selectors}
     for inst in project.institutions:
         state = states.get(inst.code)
         for dom in inst.domains:
@@ -64,8 +62,7 @@ def signing_entries(project: Project, states: Mapping[str, InstitutionKeys],
                 left.append(LeftOut(inst.code, dom.name, "no selector signs yet"))
                 continue
             selector = next((s.name for s in project.platform.selectors
-                             if s.target_label(inst.code) == slot.label),
-                            selector_of.get(slot.label, slot.label))
+                             if s.target_label(inst.code) == slot.label), slot.label)
             obs = seen.get(inst.code, {}).get(slot.label)
             verdict = next(((ok, why) for d, ok, why in (obs.domains if obs else ())
                             if d == dom.name), None)
@@ -161,7 +158,3 @@ def domains_to_test(project: Project, code: str, only: Iterable[str] = ()) -> li
     if inst is None:
         return []
     return [d.name for d in inst.domains if d.dkim and (not wanted or d.name in wanted)]
-
-
-def describe(entry: Any) -> str:
-    return f"{entry.domain} d={entry.domain} s={entry.selector} {entry.algorithm} {entry.key}"
