@@ -223,7 +223,8 @@ def onboard_all(project: Project, store: KeyStore, states: Mapping[str, Institut
 def observations(project: Project, report: Report) -> dict[str, dict[str, Observation]]:
     """Per institution and selector label, what the DKIM checks of ``report`` showed: the key
     record on every server of the DKIM zone, and each domain's CNAME chain on every server of
-    its zone. A chain the report did not check is not verified."""
+    its zone. A chain the report did not check is not verified; an institution the report
+    does not mention at all is left out."""
     records = project.records()
     by_name: dict[str, tuple[str, str, str | None]] = {}  # fqdn -> (code, label, domain)
     for r in records:
@@ -246,7 +247,10 @@ def observations(project: Project, report: Report) -> dict[str, dict[str, Observ
             else:
                 domains.setdefault((code, label), []).append((domain, ok, why))
     out: dict[str, dict[str, Observation]] = {}
+    checked = {code for code, _ in keys} | {code for code, _ in domains}
     for inst in keyed(project):
+        if inst.code not in checked:
+            continue  # nothing of it in the report (apply verifies the zones it changed)
         for label in labels_of(project.platform, inst.code):
             key_ok, why = keys.get((inst.code, label), (False, "the key record was not checked"))
             out.setdefault(inst.code, {})[label] = Observation(
