@@ -5,64 +5,19 @@ PowerDNS's API, at the moment the plan has read the zone and before apply writes
 
 from __future__ import annotations
 
-import http.client
 import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.octodns_project import CUSTOMER, declare, run, write_project
+from tests.proxy import Proxy
 from tests.servers import PdnsServer, pdns, pdns_server  # noqa: F401 - fixtures
 
 
-class EditingProxy:
-    """Forwards to PowerDNS's API; after the first read of ``zone``, runs ``edit`` once."""
-
-    def __init__(self, api_port: int, zone: str, edit: Callable[[], None]) -> None:
-        done = threading.Event()
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _relay(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                conn = http.client.HTTPConnection("127.0.0.1", api_port, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                conn.request(self.command, self.path, body=body or None, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                conn.close()
-                if self.command == "GET" and zone in self.path and not done.is_set():
-                    done.set()
-                    edit()  # the customer, between our read and our write
-                self.send_response(resp.status)
-                for k, v in resp.getheaders():
-                    if k.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_PATCH = do_POST = do_PUT = do_DELETE = _relay
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                       daemon=True)
-        self.thread.start()
-        self.port = self.server.server_address[1]
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-
-
 @pytest.fixture
-def proxied(pdns: PdnsServer) -> Iterator[tuple[PdnsServer, EditingProxy]]:  # noqa: F811
+def proxied(pdns: PdnsServer) -> Iterator[tuple[PdnsServer, Proxy]]:  # noqa: F811
     def edit() -> None:
         pdns.request("PATCH", "zones/mosamuseum.com.", {"rrsets": [{
             "name": "mosamuseum.com.", "type": "TXT", "ttl": 300, "changetype": "REPLACE",
@@ -71,7 +26,14 @@ def proxied(pdns: PdnsServer) -> Iterator[tuple[PdnsServer, EditingProxy]]:  # n
                 '"v=spf1 include:_spf.google.com ~all"',
                 '"apple-domain-verification=NEW-VALUE-ADDED-NOW"')]}]})
 
-    proxy = EditingProxy(pdns.api_port, "mosamuseum.com", edit)
+    done = threading.Event()
+
+    def after_first_read(method: str, path: str) -> None:
+        if method == "GET" and "mosamuseum.com" in path and not done.is_set():
+            done.set()
+            edit()  # the customer, between our read and our write
+
+    proxy = Proxy(pdns.api_port, after=after_first_read)
     try:
         yield pdns, proxy
     finally:
@@ -79,7 +41,7 @@ def proxied(pdns: PdnsServer) -> Iterator[tuple[PdnsServer, EditingProxy]]:  # n
 
 
 def test_a_customer_edit_between_plan_and_write_is_never_lost(
-    tmp_path: Path, proxied: tuple[PdnsServer, EditingProxy],
+    tmp_path: Path, proxied: tuple[PdnsServer, Proxy],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     server, proxy = proxied

@@ -4,17 +4,16 @@ adaptive retries that every Route53 target gets by default (issue 10, class 6)."
 
 from __future__ import annotations
 
-import http.client
 import random
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.octodns_project import CUSTOMER, declare, run, write_project
+from tests.proxy import Proxy
 from tests.servers import MotoRoute53, route53, route53_server  # noqa: F401 - fixtures
 
 THROTTLED = (b'<?xml version="1.0"?>\n<ErrorResponse xmlns="https://route53.amazonaws.com/'
@@ -22,58 +21,21 @@ THROTTLED = (b'<?xml version="1.0"?>\n<ErrorResponse xmlns="https://route53.amaz
              b'Rate exceeded</Message></Error><RequestId>t</RequestId></ErrorResponse>')
 
 
-class Throttler:
+class Throttler(Proxy):
+    """Answers ``share`` of the requests with Route53's throttling error, passes the rest."""
+
     def __init__(self, upstream_port: int, share: float = 0.3) -> None:
         rng = random.Random(7)
         self.counts = {"throttled": 0, "passed": 0}
         lock = threading.Lock()
-        owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
+        def before(method: str, path: str) -> tuple[int, str, bytes] | None:
+            with lock:
+                throttle = rng.random() < share
+                self.counts["throttled" if throttle else "passed"] += 1
+            return (400, "text/xml", THROTTLED) if throttle else None
 
-            def _relay(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with lock:
-                    throttle = rng.random() < share
-                    owner.counts["throttled" if throttle else "passed"] += 1
-                if throttle:
-                    self.send_response(400)
-                    self.send_header("Content-Type", "text/xml")
-                    self.send_header("Content-Length", str(len(THROTTLED)))
-                    self.end_headers()
-                    self.wfile.write(THROTTLED)
-                    return
-                conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                conn.request(self.command, self.path, body=body, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                self.send_response(resp.status)
-                for k, v in resp.getheaders():
-                    if k.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                conn.close()
-
-            do_GET = do_POST = do_DELETE = _relay
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                       daemon=True)
-        self.thread.start()
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        super().__init__(upstream_port, before=before)
 
 
 @pytest.fixture
