@@ -8,7 +8,7 @@ first, so one run tells a user all that is wrong.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -241,6 +241,15 @@ def _build_platform(doc: Document, problems: list[Problem], root: Path) -> Platf
                 doc.where(("targets", name, "class")),
                 f"use octodns.* or octodns_<provider>.*; allow another package with the "
                 f"protected CI/CD variable {ALLOW_ENV}"))
+        reader = target.options.get("read_only")
+        if isinstance(reader, Mapping) and isinstance(reader.get("class"), str) \
+                and not allowed_class(reader["class"]):
+            problems.append(Problem(
+                "target.class-refused",
+                f"target {name}: read_only.class {reader['class']!r} is not an octoDNS "
+                "package's class: provisioner.yaml names sources, never code",
+                doc.where(("targets", name, "read_only", "class")),
+                f"use octodns_bind.AxfrSource; allow another with {ALLOW_ENV}"))
     default_target = data.get("default_target", schema.default("platform", "default_target"))
     if default_target not in targets:
         problems.append(

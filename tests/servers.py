@@ -14,6 +14,7 @@ Fixtures: ``pdns`` (one server per test module, zones wiped between tests) and `
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -81,6 +82,9 @@ class PdnsServer:
             "webserver-allow-from": "127.0.0.0/8",
             "default-soa-content": "ns1.test. hostmaster.@ 0 10800 3600 604800 3600",
             "security-poll-suffix": "",
+            # Zone transfers only with a zone's TSIG key (TEST-NET-1 is nobody): the read-only
+            # plan reads by AXFR, and an unsigned transfer must be refused.
+            "allow-axfr-ips": "192.0.2.1/32",
             "cache-ttl": "0",
             "negquery-cache-ttl": "0",
             "query-cache-ttl": "0",
@@ -174,6 +178,23 @@ class PdnsServer:
     def delete_all_zones(self) -> None:
         for zone in self.zones():
             self.request("DELETE", f"zones/{zone}")
+
+    def add_transfer_key(self, name: str, zones: Sequence[str] = ()) -> str:
+        """A TSIG key (hmac-sha256) allowed to transfer ``zones``, as ``pdnsutil
+        generate-tsig-key`` and ``activate-tsig-key ZONE KEY primary`` do; returns its secret."""
+        secret = base64.b64encode(os.urandom(32)).decode()
+        key = self.request("POST", "tsigkeys", {"name": name, "algorithm": "hmac-sha256",
+                                                "key": secret})
+        for zone in zones:
+            self.allow_transfer(zone, key["id"])
+        return secret
+
+    def allow_transfer(self, zone: str, key: str) -> None:
+        self.request("PUT", f"zones/{zone.rstrip('.')}.",
+                     {"master_tsig_key_ids": [key.rstrip(".") + "."]})
+
+    def transfer_keys(self, zone: str) -> list[str]:
+        return list(self.request("GET", f"zones/{zone.rstrip('.')}.")["master_tsig_key_ids"])
 
     def target_options(self) -> dict[str, Any]:
         """The target for this server (provisioner.yaml ``targets``): the octoDNS provider's

@@ -56,6 +56,7 @@ def test_pipeline_makes_signs_and_leaks_no_private_key(
     pdns.delete_all_zones()  # no DKIM zone beforehand: the product creates and fills it
     pdns.create_zone("mosamuseum.com", [("www", "A", 300, ["192.0.2.10"])])
     pdns.create_zone("secutix.com", [("spf", "TXT", 3600, ['"v=spf1 ip4:192.28.148.112 -all"'])])
+    pdns.allow_transfer("mosamuseum.com", variables["PDNS_TRANSFER_KEY"])
     (workspace.root / "provisioner.yaml").write_text(KEYED_PLATFORM)
     workspace.commit()
     variables["MAILAUTH_KEYS_DIR"] = str(key_store)

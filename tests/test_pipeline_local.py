@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -78,6 +79,10 @@ def _files() -> list[str]:
     return [f for f in listed.splitlines() if (REPO / f).is_file()]
 
 
+#: The variables a project scopes to the environment dns-production (docs/pipeline.md §2).
+ENVIRONMENT_SCOPED = frozenset({"PDNS_API_KEY"})
+
+
 @dataclass
 class Workspace:
     root: Path
@@ -94,9 +99,16 @@ class Workspace:
     def gcl(self, *args: str, variables: dict[str, str]) -> subprocess.CompletedProcess[str]:
         argv = [self.binary, "--no-color", "--max-job-name-padding", "0",
                 "--ignore-predefined-vars", ",".join(sorted(variables))]
+        # Write credentials are scoped to the dns-production environment, as docs/pipeline.md
+        # tells a project to: the jobs of that environment see them, the plan job does not.
+        scoped = {k: {"values": {"dns-production": v}} for k, v in variables.items()
+                  if k in ENVIRONMENT_SCOPED}
+        (self.root / ".gitlab-ci-local-variables.yml").write_text(json.dumps(scoped))
         for key, value in variables.items():
-            argv += ["--variable", f"{key}={value}"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CI_", "GITLAB_"))}
+            if key not in ENVIRONMENT_SCOPED:
+                argv += ["--variable", f"{key}={value}"]
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("CI_", "GITLAB_")) and k not in ENVIRONMENT_SCOPED}
         env["HOME"] = str(self.root.parent / "home")
         return subprocess.run([*argv, *args], cwd=self.root, capture_output=True, text=True,
                               timeout=TIMEOUT, env=env)
@@ -242,6 +254,14 @@ targets:
     port: env/PDNS_PORT
     api_key: env/PDNS_API_KEY
     timeout: 5
+    # Read-only plans (merge requests, and the plan job on main) read by AXFR with this key.
+    read_only:
+      class: octodns_bind.AxfrSource
+      host: env/PDNS_HOST
+      port: env/PDNS_DNS_PORT
+      key_name: env/PDNS_TRANSFER_KEY
+      key_secret: env/PDNS_TRANSFER_SECRET
+      key_algorithm: hmac-sha256
 platform_zones:
   dmarc.secutix.com: {target: powerdns}
 """
@@ -261,8 +281,12 @@ def _on_powerdns(workspace: Workspace, server: PdnsServer) -> dict[str, str]:
     server.create_zone("dkim.secutix.com", [
         (f"sel{i}-mosa._domainkey", "TXT", 3600, [f'"v=DKIM1; k=rsa; p={KEY}"'])
         for i in (1, 2)])
+    key = f"mr-{secrets.token_hex(4)}"
+    secret = server.add_transfer_key(key, ["mosamuseum.com", "secutix.com", "dkim.secutix.com"])
     return {"PDNS_HOST": "127.0.0.1", "PDNS_PORT": str(server.api_port),
-            "PDNS_API_KEY": API_KEY, "PROVISIONER_NAMESERVER": f"127.0.0.1:{server.dns_port}"}
+            "PDNS_API_KEY": API_KEY, "PROVISIONER_NAMESERVER": f"127.0.0.1:{server.dns_port}",
+            "PDNS_DNS_PORT": str(server.dns_port), "PDNS_TRANSFER_KEY": key,
+            "PDNS_TRANSFER_SECRET": secret}
 
 
 def test_default_branch_applies_behind_the_gate_and_verifies(

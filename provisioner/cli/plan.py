@@ -55,6 +55,10 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--detailed-exitcode", action="store_true",
                    help="exit 2 when there are changes (0: none, 1: error)")
+    p.add_argument("--read-only", action="store_true",
+                   help="hold no credential that can write DNS: Route53 credentials must be "
+                        "denied writing, targets with read_only: are read through it "
+                        "(AXFR), others are refused (docs/security.md)")
     p.set_defaults(func=run_plan)
     a = subparsers.add_parser(
         "apply", parents=[common, scope], help="push the declared records through octoDNS",
@@ -81,7 +85,8 @@ def _plan(args: argparse.Namespace, project: Project) -> PlanResult | None:
         zones = {r.zone for r in narrowed.records() if r.managed}
     return engine.plan(project.records(), project.platform, project.root,
                        only_target=args.target, only_zones=zones,
-                       only_institution=args.institution or None)
+                       only_institution=args.institution or None,
+                       read_only=bool(getattr(args, "read_only", False)))
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from provisioner.octodns.afterapply import live_dns
 from provisioner.octodns.convert import plain_values
 from provisioner.octodns.guard import Guard, GuardedPlan, MissingZone, check
 from provisioner.octodns.ownership import MARKER_NAME, Claim, Ownership, SpfRefused, claim_of
+from provisioner.octodns.readonly import build_reader
 from provisioner.octodns.source import ProvisionerSource
 from provisioner.octodns.targets import build_provider
 
@@ -255,6 +256,7 @@ def plan(
     only_institution: str | None = None,
     find_orphans: bool = True,
     workers: int = 4,
+    read_only: bool = False,
 ) -> PlanResult:
     """What apply would change, per zone, plus the external domains awaiting publication.
 
@@ -288,7 +290,12 @@ def plan(
             continue
         try:
             live_dns(target)  # a bad nameserver option fails the plan, not the apply after it
-            providers[name] = build_provider(target, root)
+            if read_only:
+                providers[name] = build_reader(
+                    target, root, [z for z, t in sorted(targets_of.items()) if t == name],
+                    platform.platform_zones)
+            else:
+                providers[name] = build_provider(target, root)
         except Exception as exc:  # InvalidInput carries located problems
             problems.extend(getattr(exc, "problems", ()) or
                             [_problem("target.init", str(exc), target.origin)])
@@ -303,6 +310,13 @@ def plan(
     jobs = [(z, t, False) for z, t in sorted(targets_of.items()) if t in providers]
     if find_orphans:
         jobs += [(z, t, True) for z, t in _orphan_candidates(providers, set(targets_of))]
+        for name, provider in sorted(providers.items()):
+            if read_only and getattr(provider, "list_zones", None) is None:
+                problems.append(Problem(
+                    "plan.orphans-unseen", f"target {name} is read zone by zone in a read-only "
+                    "plan: a zone whose declaration was removed is not shown (apply, which "
+                    "lists the zones, then refuses the changed checksum)",
+                    platform.targets[name].origin, severity=Severity.WARNING))
 
     def run(job: tuple[str, str, bool]) -> tuple[tuple[str, str, bool], Any, Exception | None]:
         try:

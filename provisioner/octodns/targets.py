@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import os
 import re
 import shutil
@@ -27,11 +28,13 @@ import yaml
 from provisioner.errors import InvalidInput, Problem
 from provisioner.model import Target
 
+log = logging.getLogger(__name__)
+
 YAML_PROVIDER = "octodns.provider.yaml.YamlProvider"
 PATH_OPTIONS = frozenset({"directory"})
 #: Options the product reads itself (:mod:`.afterapply`: where the records answer on DNS);
 #: octoDNS providers reject keyword arguments they do not know, so these never reach them.
-PRODUCT_OPTIONS = frozenset({"nameserver", "verify"})
+PRODUCT_OPTIONS = frozenset({"nameserver", "verify", "read_only"})
 
 # Defaults per provider class, each overridden by the target's own options:
 # - octoDNS's YamlProvider flips escaped_semicolons' default in 2.0. The product writes plain ';'
@@ -112,10 +115,11 @@ def _installed_dirs() -> list[Path]:
     return [Path(p).resolve() for p in found if p]
 
 
-def provider_class(target: Target, root: Path | None = None) -> Any:
+def provider_class(target: Target, root: Path | None = None, base: Any = None) -> Any:
     """The provider class of ``target``: an allowed name (:func:`allowed_class`), from an
     installed package (never a module of the repository), and a subclass of octoDNS's provider
-    base. Anything else is refused before it is called."""
+    base (or of ``base``: a source, for a read-only plan). Anything else is refused before it
+    is called."""
     name = target.provider_class
     module_name, _, class_name = name.rpartition(".")
     if not allowed_class(name):
@@ -150,12 +154,15 @@ def provider_class(target: Target, root: Path | None = None) -> Any:
             f"cannot load octoDNS provider {name!r} ({exc})",
             "install the provider's package (e.g. pip install octodns-powerdns)",
         ) from None
-    from octodns.provider.base import BaseProvider  # type: ignore[import-untyped,unused-ignore]
+    if base is None:
+        from octodns.provider.base import BaseProvider  # type: ignore[import-untyped,unused-ignore]
 
-    if not (isinstance(cls, type) and issubclass(cls, BaseProvider)):
+        base = BaseProvider
+
+    if not (isinstance(cls, type) and issubclass(cls, base)):
         raise _fail(target, "target.class-refused",
-                    f"{name!r} is not an octoDNS provider (a subclass of "
-                    "octodns.provider.base.BaseProvider)", "name a provider class")
+                    f"{name!r} is not an octoDNS {base.__name__.removeprefix('Base').lower()} "
+                    f"(a subclass of {base.__module__}.{base.__name__})", "name a provider class")
     return cls
 
 
@@ -262,11 +269,43 @@ def _atomic_yaml_provider() -> Any:
     return AtomicYamlProvider
 
 
+POWERDNS = "octodns_powerdns.PowerDnsProvider"
+
+
+def _granting_transfers(base: Any, key_name: str) -> Any:
+    """PowerDNS, allowing the read-only plans' transfer key on every zone it creates (a
+    platform zone): otherwise the next merge-request plan could not read the new zone."""
+    from octodns_powerdns import _encode_zone_name  # type: ignore[import-untyped,unused-ignore]
+
+    class GrantingTransfers(base):  # type: ignore[misc,valid-type,unused-ignore]
+        def _apply(self, plan: Any) -> Any:
+            result = base._apply(self, plan)
+            if not plan.exists:
+                zone = plan.desired.name
+                try:
+                    self._request("PUT", f"zones/{_encode_zone_name(zone)}",
+                                  {"master_tsig_key_ids": [key_name.rstrip(".") + "."]})
+                except Exception as exc:  # the records are written: say what is left to do
+                    log.warning("%s: created, but the transfer key %s could not be allowed on "
+                                "it (%s): read-only plans cannot read it until `pdnsutil "
+                                "activate-tsig-key %s %s primary`", zone.rstrip("."), key_name,
+                                exc, zone.rstrip("."), key_name)
+            return result
+
+    return GrantingTransfers
+
+
 def build_provider(target: Target, root: Path) -> Any:
     """The provider object for ``target``; bad options are one located error, not a traceback."""
     cls = provider_class(target, root)
     if target.provider_class == YAML_PROVIDER:
         cls = _atomic_yaml_provider()
+    reader = target.options.get("read_only")
+    if target.provider_class == POWERDNS and isinstance(reader, Mapping) \
+            and isinstance(reader.get("key_name"), str):
+        key_name = provider_kwargs(Target(target.name, "", {"key_name": reader["key_name"]},
+                                          target.origin), root)["key_name"]
+        cls = _granting_transfers(cls, str(key_name))
     kwargs = provider_kwargs(target, root)
     # botocore reads these when the provider makes its client, in its constructor: set for
     # that moment only (never left in the environment), and only where the operator set none.
