@@ -13,7 +13,14 @@ import pytest
 
 from tests.octodns_project import CUSTOMER, declare, run, write_project
 from tests.proxy import Proxy
-from tests.servers import PdnsServer, pdns, pdns_server  # noqa: F401 - fixtures
+from tests.servers import (  # noqa: F401 - fixtures
+    MotoRoute53,
+    PdnsServer,
+    pdns,
+    pdns_server,
+    route53,
+    route53_server,
+)
 
 
 @pytest.fixture
@@ -67,3 +74,81 @@ def test_a_customer_edit_between_plan_and_write_is_never_lost(
     live = server.rrsets("mosamuseum.com")[("", "TXT")][1]
     assert '"apple-domain-verification=NEW-VALUE-ADDED-NOW"' in live
     assert '"v=spf1 include:_spf.google.com include:spf.secutix.com ~all"' in live
+
+
+def test_a_value_overwritten_right_after_the_write_is_reported_not_verified_silently(
+    tmp_path: Path, pdns: PdnsServer, capsys: pytest.CaptureFixture[str],  # noqa: F811
+) -> None:
+    """Every value apply writes is read back from the target as the plan showed it: here
+    another writer replaces our DMARC record the moment our write returns."""
+    def after_write(method: str, path: str) -> None:
+        if method == "PATCH" and "mosamuseum.com" in path:
+            pdns.request("PATCH", "zones/mosamuseum.com.", {"rrsets": [{
+                "name": "_dmarc.mosamuseum.com.", "type": "TXT", "ttl": 3600,
+                "changetype": "REPLACE",
+                "records": [{"content": '"v=DMARC1; p=none; ruf=mailto:x@elsewhere.example"',
+                             "disabled": False}]}]})
+
+    proxy = Proxy(pdns.api_port, after=after_write)
+    try:
+        write_project(tmp_path, {"powerdns": {**pdns.target_options(), "port": proxy.port}},
+                      default="powerdns")
+        declare(tmp_path, "mosa", """
+            institution: mosa
+            name: Mosa Museum
+            domains:
+              mosamuseum.com:
+                spf: {include: [_spf.google.com]}
+            """)
+        pdns.create_zone("mosamuseum.com", CUSTOMER)
+        pdns.create_zone("dmarc.secutix.com")
+        applied = run(tmp_path, capsys, "apply", "--no-verify")
+    finally:
+        proxy.stop()
+    assert applied.code == 1, applied.err + applied.out
+    assert "error[apply.read-back]" in applied.err
+    assert "mosamuseum.com. on powerdns: written, but reads back unlike the plan" in applied.err
+    assert "TXT _dmarc reads" in applied.err and "ruf=mailto:x@elsewhere.example" in applied.err
+    # The zone that read back as written is not reported.
+    assert "dmarc.secutix.com. on powerdns: written" not in applied.err
+
+
+def test_a_customer_edit_between_plan_and_write_is_never_lost_on_route53(
+    tmp_path: Path, route53: MotoRoute53, capsys: pytest.CaptureFixture[str],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same race on Route53, whose provider keeps each zone's record sets from its first
+    read: the re-read must ask Route53 again, not that memory."""
+    zone_id = route53.create_zone("mosamuseum.com", CUSTOMER).rsplit("/", 1)[-1]
+    route53.create_zone("dmarc.secutix.com")
+    done = threading.Event()
+
+    def after_first_read(method: str, path: str) -> None:
+        if method == "GET" and f"{zone_id}/rrset" in path and not done.is_set():
+            done.set()
+            route53.client().change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={
+                "Changes": [{"Action": "UPSERT", "ResourceRecordSet": {
+                    "Name": "mosamuseum.com.", "Type": "TXT", "TTL": 300, "ResourceRecords": [
+                        {"Value": v} for v in ('"google-site-verification=Zx81-abc_123"',
+                                               '"v=spf1 include:_spf.google.com ~all"',
+                                               '"apple-domain-verification=NEW"')]}}]})
+
+    proxy = Proxy(route53.port, after=after_first_read)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ROUTE_53", proxy.endpoint)
+    try:
+        write_project(tmp_path, {"route53": {"class": "octodns_route53.Route53Provider"}},
+                      default="route53")
+        declare(tmp_path, "mosa", """
+            institution: mosa
+            name: Mosa Museum
+            domains:
+              mosamuseum.com:
+                spf: {include: [_spf.google.com]}
+            """)
+        applied = run(tmp_path, capsys, "apply", "--no-verify")
+    finally:
+        proxy.stop()
+    assert done.is_set()
+    assert applied.code == 1, applied.err + applied.out
+    assert "error[apply.zone-changed]" in applied.err and "TXT @" in applied.err
+    assert '"apple-domain-verification=NEW"' in route53.rrsets("mosamuseum.com")[("", "TXT")][1]

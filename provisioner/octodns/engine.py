@@ -423,23 +423,62 @@ def apply(
                                      f"{type(exc).__name__}: {exc} (apply again to converge)",
                                      Origin("apply")))
             continue
+        unlike = _read_back(provider, octo_plan)
+        if unlike:
+            # Written, but the target holds something else than the plan showed (a provider
+            # that re-encodes a value, an escape decoded on the way): never a silent success.
+            problems.append(_problem(
+                "apply.read-back", f"{zone} on {provider.id}: written, but reads back unlike "
+                f"the plan: {'; '.join(unlike)}", Origin("apply")))
         applied.append((zone, provider.id, count))
         if on_applied is not None:
             on_applied(zone, provider.id, count)
     return ApplyResult(tuple(applied), tuple(problems))
 
 
+def _reread(provider: Any, octo_plan: Any, when: str) -> dict[tuple[str, str], Any] | None:
+    """The zone's record sets as the provider holds them now (None: unreadable)."""
+    existing = octo_plan.existing
+    fresh = Zone(existing.name, set(existing.sub_zones))
+    # octodns-route53 keeps every zone's record sets from its first read (``_r53_rrsets``,
+    # per zone id): a re-read would return the plan's own view. Forget it, so that the
+    # provider asks Route53 again.
+    cache = getattr(provider, "_r53_rrsets", None)
+    if isinstance(cache, dict):
+        cache.clear()
+    try:
+        provider.populate(fresh, target=True, lenient=True)
+    except Exception as exc:
+        log.info("re-reading %s %s: %s", existing.name, when, exc)
+        return None
+    return {(r.name, r._type): r for r in fresh.records}
+
+
+def _read_back(provider: Any, octo_plan: Any) -> list[str]:
+    """Each record set the plan wrote that does not read back as the plan showed it."""
+    now = _reread(provider, octo_plan, "after the write")
+    if now is None:
+        return ["the zone could not be read back"]
+    unlike = []
+    for change in octo_plan.changes:
+        key = (change.record.name, change.record._type)
+        wanted, found = change.new, now.get(key)
+        label = f"{key[1]} {key[0] or '@'}"
+        if wanted is None and found is not None:
+            unlike.append(f"{label} is still there")
+        elif wanted is not None and found is None:
+            unlike.append(f"{label} is missing")
+        elif wanted is not None and found is not None and wanted.data != found.data:
+            unlike.append(f"{label} reads {plain_values(found)}, not {plain_values(wanted)}")
+    return unlike
+
+
 def _changed_since_plan(provider: Any, octo_plan: Any) -> list[str]:
     """The record sets a plan changes whose live value is no longer what the plan read:
     re-read from the provider just before the write (one read per changed zone)."""
-    existing = octo_plan.existing
-    fresh = Zone(existing.name, set(existing.sub_zones))
-    try:
-        provider.populate(fresh, target=True, lenient=True)
-    except Exception as exc:  # unreadable now: apply's own write will report the target
-        log.info("re-reading %s before the write: %s", existing.name, exc)
+    now = _reread(provider, octo_plan, "before the write")
+    if now is None:  # unreadable now: apply's own write will report the target
         return []
-    now = {(r.name, r._type): r for r in fresh.records}
     moved = []
     for change in octo_plan.changes:
         key = (change.record.name, change.record._type)
