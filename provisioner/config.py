@@ -102,6 +102,15 @@ def load_project(config_path: Path, files: Sequence[Path] | None = None) -> Proj
     if files:
         known = {p.resolve() for p in paths} | {config_path.resolve()}
         paths.extend(f for f in files if f.resolve() not in known)
+    if zones_dir.is_dir():
+        # A declaration saved as .yml (or .YAML) would otherwise provision nothing, silently.
+        for stray in sorted(zones_dir.iterdir()):
+            if stray.suffix.lower() in (".yml", ".yaml") and stray.suffix != ".yaml":
+                problems.append(Problem(
+                    "project.not-yaml-suffix",
+                    f"{stray.name} is not read: declarations end in .yaml",
+                    Origin(f"{ZONES_DIR}/{stray.name}"),
+                    f"git mv {ZONES_DIR}/{stray.name} {ZONES_DIR}/{stray.stem}.yaml"))
     if not zones_dir.is_dir():
         problems.append(
             Problem(
@@ -547,7 +556,17 @@ def _build_domain(
         )
     dmarc = _build_dmarc(doc, (*base, "dmarc"), spec.get("dmarc") or {}, problems)
     return_path = spec.get("return_path")
-    if return_path is not None:
+    rp_text = str(return_path).rstrip(".").lower() if return_path is not None else ""
+    if rp_text and (rp_text == name or rp_text.endswith("." + name)):
+        # "bounce.example.org" under example.org would become bounce.example.org.example.org.
+        label = rp_text[: -len(name)].rstrip(".") or "bounce"
+        problems.append(Problem(
+            "domain.return-path-repeats-domain",
+            f"return_path {return_path!r} repeats the domain: it is a label under {name}, "
+            f"so this would publish {rp_text}.{name}",
+            doc.where((*base, "return_path")),
+            f"write return_path: {label}"))
+    elif return_path is not None:
         try:
             normalize(f"{return_path}.{name}")
         except NameError_ as exc:

@@ -447,3 +447,24 @@ def test_validate_junit_report(project: Project, capsys: pytest.CaptureFixture[s
     assert failure is not None and "schema.required" in (failure.text or "")
     assert cases["zones/mosa.yaml"].find("failure") is None
     assert suite.get("failures") == "1"
+
+
+def test_a_return_path_that_repeats_the_domain(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project.zone("acme", "institution: acme\nname: Test\ndomains:\n  acme.example:\n"
+                         "    return_path: bounce.acme.example\n")
+    line = expect(project, capsys, "zones/acme.yaml", 5, 18,
+                  "domain.return-path-repeats-domain", "bounce.acme.example.acme.example",
+                  "write return_path: bounce")
+    assert line
+
+
+def test_a_declaration_saved_as_yml_is_not_silently_ignored(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project.zones / "acme.yml").write_text(GOOD.format(code="acme", domain="acme.example"))
+    result = cli(project, capsys, "validate")
+    assert result.code == 1, result.err
+    assert "zones/acme.yml" in result.err and "error[project.not-yaml-suffix]" in result.err
+    assert "git mv zones/acme.yml zones/acme.yaml" in result.err
