@@ -19,12 +19,13 @@ system-deps:
 	scripts/install-system-deps
 	scripts/install-gitlab-ci-local >/dev/null
 
-# The main job: check every declaration, show the records, plan and apply them to build/dns.
+# The main job: check every declaration, show the records, plan and apply them to build/dns
+# (the embedded target only, approved here: make run never writes to a cloud target).
 run: venv
 	$(BIN)/provisioner validate
 	$(BIN)/provisioner records
 	$(BIN)/provisioner plan
-	$(BIN)/provisioner apply
+	$(BIN)/provisioner apply --auto-approve --target local
 
 lint: venv
 	$(BIN)/ruff check provisioner tests benchmarks

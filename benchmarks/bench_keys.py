@@ -155,7 +155,9 @@ def main() -> None:
             for name, root, run_env in runs:
                 cfg = str(root / "provisioner.yaml")
                 applied = subprocess.run([sys.executable, "-m", "provisioner", "apply",
-                                          "--config", cfg], env=run_env, capture_output=True,
+                                          "--config", cfg],
+                                         env={**run_env, "PROVISIONER_AUTO_APPROVE": "yes"},
+                                         capture_output=True,
                                          text=True, cwd=root)
                 assert applied.returncode == 0, applied.stderr[-2000:]
                 used = subprocess.run([sys.executable, "-c", "import provisioner; "

@@ -32,6 +32,13 @@ def key_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     return directory
 
 
+@pytest.fixture(autouse=True)
+def approved(monkeypatch: pytest.MonkeyPatch) -> None:
+    """apply approved as a script's environment approves it; the tests of the approval itself
+    remove this."""
+    monkeypatch.setenv("PROVISIONER_AUTO_APPROVE", "yes")
+
+
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))

@@ -96,3 +96,39 @@ def test_institution_narrows_platform_zones_to_its_own_records(
     assert rest == {a for a in everyone if a[1] not in ("_mailauth-owner",
                                                          "mosamuseum.com._report._dmarc")}
     assert all(action == "create" for action, _ in rest)
+
+
+def test_apply_writes_only_when_approved(
+    project: Project, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As Terraform's: a script must say --auto-approve or give the reviewed --checksum, a
+    terminal is asked for "yes"; a checksum for a plan that has nothing left is refused."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    monkeypatch.delenv("PROVISIONER_AUTO_APPROVE")
+    files = project.root / "build" / "dns"
+    refused = cli(project, capsys, "apply", "--no-verify")
+    assert refused.code == 1
+    assert "error[apply.not-approved]" in refused.err and "--auto-approve" in refused.err
+    assert not files.exists()
+
+    config = str(project.root / "provisioner.yaml")
+    for answer, code in ((b"no\n", 1), (b"yes\n", 0)):
+        leader, follower = pty.openpty()
+        os.write(leader, answer)
+        ran = subprocess.run([sys.executable, "-m", "provisioner", "apply", "--no-verify",
+                              "--config", config], stdin=follower, capture_output=True,
+                             timeout=120, env={k: v for k, v in os.environ.items()
+                                               if k != "PROVISIONER_AUTO_APPROVE"})
+        os.close(follower)
+        os.close(leader)
+        assert ran.returncode == code, ran.stderr
+        assert b"Only 'yes' approves" in ran.stderr
+        assert (files / "mosamuseum.com.yaml").exists() == (code == 0), ran.stderr
+    assert b"apply cancelled: nothing written" not in ran.stderr
+
+    stale = cli(project, capsys, "apply", "--checksum", "0" * 64)
+    assert stale.code == 1 and "nothing is left to change" in stale.err

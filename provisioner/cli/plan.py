@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -66,6 +67,10 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     a.add_argument("--checksum", metavar="SUM",
                    help="apply only if the plan's checksum is SUM (the one plan printed)")
+    a.add_argument("--auto-approve", action="store_true",
+                   help="apply without asking (scripts); --checksum SUM approves too: it names "
+                        "the reviewed plan. Without either, apply asks on a terminal and "
+                        f"refuses elsewhere ({AUTO_APPROVE}=yes approves as this flag does)")
     a.add_argument("--force", action="store_true",
                    help="apply even if the ownership guard refuses (large deletes)")
     a.add_argument("--verify-wait", type=seconds, default=0.0, metavar="SECONDS",
@@ -183,6 +188,28 @@ def run_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: Set to yes, approves every apply as --auto-approve does (a script's environment).
+AUTO_APPROVE = "PROVISIONER_AUTO_APPROVE"
+
+
+def _approved(args: argparse.Namespace) -> bool:
+    """Whether to write: --auto-approve, $PROVISIONER_AUTO_APPROVE, or "yes" on a terminal (as
+    Terraform asks); anything else refuses, nothing written."""
+    if args.auto_approve or os.environ.get(AUTO_APPROVE, "").lower() in ("1", "yes", "true"):
+        return True
+    if sys.stdin.isatty():
+        print("\nApply these changes? Only 'yes' approves: ", end="", file=sys.stderr,
+              flush=True)
+        if sys.stdin.readline().strip() == "yes":
+            return True
+        print("provisioner: apply cancelled: nothing written", file=sys.stderr)
+        return False
+    report([Problem("apply.not-approved", "apply writes DNS and was not approved: nothing "
+                    "written", Origin("apply"), "give --checksum SUM (the reviewed plan's) or "
+                    "--auto-approve")])
+    return False
+
+
 def run_apply(args: argparse.Namespace) -> int:
     """Plan, make the keys the plan announced, apply, then verify what changed: 0 applied (and
     verified or skipped), 1 error (nothing written, or a target failed), 2 applied but
@@ -194,7 +221,16 @@ def run_apply(args: argparse.Namespace) -> int:
     if shown is None:
         return EXIT_ERROR
     if not shown.has_changes:
+        if args.checksum:
+            # The reviewed plan had changes and now there are none: someone else applied it,
+            # or the zones moved. Nothing to write, but not what was reviewed either.
+            report([Problem("apply.checksum", f"the plan changed since it was reviewed: "
+                            f"checksum {args.checksum} given, and nothing is left to change",
+                            Origin("--checksum"), "plan again: there is nothing to apply")])
+            return EXIT_ERROR
         return EXIT_OK
+    if args.checksum is None and not _approved(args):
+        return EXIT_ERROR
     if args.checksum is not None and args.checksum != shown.checksum:
         report([Problem("apply.checksum", f"the plan changed since it was reviewed: checksum "
                         f"{args.checksum} given, {shown.checksum} computed; review the new plan",
