@@ -468,3 +468,21 @@ def test_a_declaration_saved_as_yml_is_not_silently_ignored(
     assert result.code == 1, result.err
     assert "zones/acme.yml" in result.err and "error[project.not-yaml-suffix]" in result.err
     assert "git mv zones/acme.yml zones/acme.yaml" in result.err
+
+
+def test_global_options_before_the_command(
+    project: Project, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """provisioner --config FILE validate, as the README says every command takes it."""
+    from provisioner.cli import main
+
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))  # no provisioner.yaml here
+    capsys.readouterr()
+    assert main(["--config", str(project.config), "validate"]) == 0
+    assert "valid: 4 institutions" in capsys.readouterr().err
+    assert main(["-v", "--config", str(project.config), "records"]) == 0
+    assert "_dmarc" in capsys.readouterr().out
+    # After the command wins over before it.
+    missing = str(project.root / "nowhere.yaml")
+    assert main(["--config", str(project.config), "validate", "--config", missing]) == 1

@@ -42,6 +42,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="SPF, DKIM, DMARC and MX records for the platform's institutions, as code.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # Also before the command (provisioner --config FILE validate), as octoDNS and Terraform
+    # take them; after the command wins. Their own dests: a subcommand's defaults would
+    # otherwise overwrite what was given before it.
+    parser.add_argument("--config", dest="global_config", metavar="FILE", default=None,
+                        help="the platform file, for any command (default: ./provisioner.yaml)")
+    parser.add_argument("-v", "--verbose", dest="global_verbose", action="count", default=0,
+                        help="log more, for any command (-vv: debug)")
     common = Parser(add_help=False)
     common.add_argument(
         "--config",
@@ -69,11 +76,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv[0] if argv else None)
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None)
+                          if argv and argv[0] != "--config" else None)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version (0) or a usage error (1, Parser.error)
         return int(exc.code) if isinstance(exc.code, int) else EXIT_ERROR
+    if args.global_config is not None and getattr(args, "config", None) in (None,
+                                                                           "provisioner.yaml"):
+        args.config = args.global_config
+    args.verbose = getattr(args, "verbose", 0) + args.global_verbose
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     quiet_secret_loggers(level)
