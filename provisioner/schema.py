@@ -111,8 +111,9 @@ def _message(kind: Any, value: Any, inst: Any, where: str) -> tuple[str, str]:
     if kind == "enum":
         return f"{where} is {shown}", "use one of: " + ", ".join(str(v) for v in value)
     if kind == "type":
-        want = value if isinstance(value, str) else " or ".join(value)
-        return f"{where} is {_type_name(inst)}, not {want}", f"write a {want} here"
+        wanted = [value] if isinstance(value, str) else list(value)
+        want = " or ".join(_WANTED.get(w, w) for w in wanted)
+        return f"{where} is {_type_name(inst)}, not {want}", f"write {want} here"
     if kind == "pattern":
         return f"{where} {shown} is not of the expected form", _pattern_hint(where)
     if kind in {"minimum", "maximum"}:
@@ -126,6 +127,18 @@ def _message(kind: Any, value: Any, inst: Any, where: str) -> tuple[str, str]:
     if kind == "uniqueItems":
         return f"{where} lists the same value twice", "remove the repeated value"
     return f"{where}: {kind} {value!r} not met by {shown}", ""
+
+
+#: JSON Schema's type names in the words of a YAML file (never "a object", "a array").
+_WANTED = {
+    "object": "a mapping (key: value lines)",
+    "array": "a list (- item lines, or [a, b])",
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "nothing",
+}
 
 
 def _type_name(inst: Any) -> str:

@@ -324,7 +324,17 @@ def test_wrong_type(project: Project, capsys: pytest.CaptureFixture[str]) -> Non
             ttl: one hour
     """,
     )
-    expect(project, capsys, "zones/acme.yaml", 5, 10, "schema.type", "integer")
+    line = expect(project, capsys, "zones/acme.yaml", 5, 10, "schema.type",
+                  "is a string, not a whole number", "write a whole number here")
+    assert "integer" not in line
+
+
+def test_type_errors_speak_yaml(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    """Never "write a object here": the words of the file the user edits."""
+    project.zone("acme", "institution: acme\nname: Acme\ndomains: [acme.example]\n")
+    line = expect(project, capsys, "zones/acme.yaml", 3, 10, "schema.type",
+                  "is a list, not a mapping (key: value lines)")
+    assert "a object" not in line and "write a mapping (key: value lines) here" in line
 
 
 def test_missing_required_key(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
