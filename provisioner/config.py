@@ -111,7 +111,7 @@ def load_project(config_path: Path, files: Sequence[Path] | None = None) -> Proj
                     f"{stray.name} is not read: declarations end in .yaml",
                     Origin(f"{ZONES_DIR}/{stray.name}"),
                     f"git mv {ZONES_DIR}/{stray.name} {ZONES_DIR}/{stray.stem}.yaml"))
-    if not zones_dir.is_dir():
+    else:
         problems.append(
             Problem(
                 "project.no-zones",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,20 @@ from tests.servers import (  # noqa: F401 - fixtures
     route53,
     route53_server,
 )
+
+MOSA = """
+    institution: mosa
+    name: Mosa Museum
+    domains:
+      mosamuseum.com:
+        spf: {include: [_spf.google.com]}
+    """
+
+
+def _declare(root: Path, target: str, options: dict[str, Any]) -> None:
+    """mosa's SPF merged into the customer's apex TXT set: the set a customer edits too."""
+    write_project(root, {target: options}, default=target)
+    declare(root, "mosa", MOSA)
 
 
 @pytest.fixture
@@ -53,14 +68,7 @@ def test_a_customer_edit_between_plan_and_write_is_never_lost(
 ) -> None:
     server, proxy = proxied
     options = {**server.target_options(), "port": proxy.port}
-    write_project(tmp_path, {"powerdns": options}, default="powerdns")
-    declare(tmp_path, "mosa", """
-        institution: mosa
-        name: Mosa Museum
-        domains:
-          mosamuseum.com:
-            spf: {include: [_spf.google.com]}
-        """)
+    _declare(tmp_path, "powerdns", options)
     server.create_zone("mosamuseum.com", CUSTOMER)
     server.create_zone("dmarc.secutix.com")
     applied = run(tmp_path, capsys, "apply", "--no-verify")
@@ -91,15 +99,7 @@ def test_a_value_overwritten_right_after_the_write_is_reported_not_verified_sile
 
     proxy = Proxy(pdns.api_port, after=after_write)
     try:
-        write_project(tmp_path, {"powerdns": {**pdns.target_options(), "port": proxy.port}},
-                      default="powerdns")
-        declare(tmp_path, "mosa", """
-            institution: mosa
-            name: Mosa Museum
-            domains:
-              mosamuseum.com:
-                spf: {include: [_spf.google.com]}
-            """)
+        _declare(tmp_path, "powerdns", {**pdns.target_options(), "port": proxy.port})
         pdns.create_zone("mosamuseum.com", CUSTOMER)
         pdns.create_zone("dmarc.secutix.com")
         applied = run(tmp_path, capsys, "apply", "--no-verify")
@@ -136,15 +136,7 @@ def test_a_customer_edit_between_plan_and_write_is_never_lost_on_route53(
     proxy = Proxy(route53.port, after=after_first_read)
     monkeypatch.setenv("AWS_ENDPOINT_URL_ROUTE_53", proxy.endpoint)
     try:
-        write_project(tmp_path, {"route53": {"class": "octodns_route53.Route53Provider"}},
-                      default="route53")
-        declare(tmp_path, "mosa", """
-            institution: mosa
-            name: Mosa Museum
-            domains:
-              mosamuseum.com:
-                spf: {include: [_spf.google.com]}
-            """)
+        _declare(tmp_path, "route53", {"class": "octodns_route53.Route53Provider"})
         applied = run(tmp_path, capsys, "apply", "--no-verify")
     finally:
         proxy.stop()

@@ -36,6 +36,9 @@ COMMANDS = {
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 
+DEFAULT_CONFIG = "provisioner.yaml"
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = Parser(
         prog="provisioner",
@@ -52,7 +55,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     common = Parser(add_help=False)
     common.add_argument(
         "--config",
-        default="provisioner.yaml",
+        default=DEFAULT_CONFIG,
         metavar="FILE",
         help="the platform file; zones/ beside it (default: ./provisioner.yaml)",
     )
@@ -76,14 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(next((a for a in argv if not a.startswith("-")), None)
-                          if argv and argv[0] != "--config" else None)
+    parser = build_parser(next((a for a in argv if a in COMMANDS), None))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version (0) or a usage error (1, Parser.error)
         return int(exc.code) if isinstance(exc.code, int) else EXIT_ERROR
     if args.global_config is not None and getattr(args, "config", None) in (None,
-                                                                           "provisioner.yaml"):
+                                                                           DEFAULT_CONFIG):
         args.config = args.global_config
     args.verbose = getattr(args, "verbose", 0) + args.global_verbose
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)

@@ -33,11 +33,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from provisioner.errors import InvalidInput, Problem
 from provisioner.model import Target
+from provisioner.octodns.afterapply import FILE_PROVIDERS, ROUTE53
 from provisioner.octodns.targets import (
     ALLOW_ENV,
-    YAML_PROVIDER,
+    _fail,
     allowed_class,
     build_provider,
     provider_class,
@@ -46,8 +46,6 @@ from provisioner.octodns.targets import (
 
 log = logging.getLogger(__name__)
 
-ROUTE53 = "octodns_route53.Route53Provider"
-FILE_PROVIDERS = frozenset({YAML_PROVIDER, "octodns.provider.yaml.SplitYamlProvider"})
 #: The option naming how a read-only plan reads a target (a product option, never octoDNS's).
 READ_ONLY = "read_only"
 #: Provider options that hold a credential (octoDNS providers' api_key, token, secret_key...).
@@ -56,8 +54,11 @@ SECRET = re.compile(r"key|secret|token|password|credential", re.IGNORECASE)
 PLACEHOLDER = "read-only-plan-holds-no-credential"
 
 
-def _fail(target: Target, code: str, message: str, hint: str) -> InvalidInput:
-    return InvalidInput([Problem(code, f"target {target.name}: {message}", target.origin, hint)])
+def _secret_variable(key: str, value: Any) -> str | None:
+    """The variable an ``env/NAME`` option holding a credential reads, else None."""
+    if isinstance(value, str) and value.startswith("env/") and SECRET.search(key):
+        return value[4:]
+    return None
 
 
 def build_reader(target: Target, root: Path, zones: Iterable[str] = (),
@@ -152,12 +153,12 @@ def _through_source(target: Target, root: Path, cfg: Mapping[str, Any],
     # The provider's own secrets must be absent: a job that holds them can write, whatever it
     # reads through.
     for key, value in target.options.items():
-        if isinstance(value, str) and value.startswith("env/") and SECRET.search(key) \
-                and value[4:] in os.environ:
+        variable = _secret_variable(key, value)
+        if variable is not None and variable in os.environ:
             raise _fail(target, "plan.credentials-can-write",
-                        f"option {key}'s variable {value[4:]} is set in this read-only plan: "
+                        f"option {key}'s variable {variable} is set in this read-only plan: "
                         "the job holds a credential that can write DNS",
-                        f"make {value[4:]} a protected CI/CD variable of the apply job's "
+                        f"make {variable} a protected CI/CD variable of the apply job's "
                         "environment only (docs/security.md)")
     source_cls = _origin_lenient(_source_class(target, cfg["class"], root))
     source_target = Target(f"{target.name}-read-only", cfg["class"],
@@ -178,8 +179,8 @@ def _through_source(target: Target, root: Path, cfg: Mapping[str, Any],
                     f"fix the {READ_ONLY} options") from None
 
     base = provider_class(target, root)
-    kwargs = {k: PLACEHOLDER if isinstance(v, str) and v.startswith("env/") and SECRET.search(k)
-              else v for k, v in target.options.items()}
+    kwargs = {k: PLACEHOLDER if _secret_variable(k, v) is not None else v
+              for k, v in target.options.items()}
     planning = Target(target.name, target.provider_class, kwargs, target.origin)
     provider_args = provider_kwargs(planning, root)
     reader_cls = _reader_class(base)
