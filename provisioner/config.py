@@ -32,7 +32,7 @@ from provisioner.model import (
     is_within,
 )
 from provisioner.names import NameError_, normalize
-from provisioner.octodns.targets import ALLOW_ENV, allowed_class
+from provisioner.octodns.targets import ALLOW_ENV, allowed_class, missing_class
 from provisioner.yamlload import Document, PathKey, load
 
 ZONES_DIR = "zones"
@@ -132,7 +132,14 @@ def load_project(config_path: Path, files: Sequence[Path] | None = None) -> Proj
             institutions.append(inst)
     problems.extend(rules.check_institutions(platform, institutions))
     records = expand(platform, institutions)
-    problems.extend(rules.check_records(records))
+    # A domain claimed by two files is one error in each (domain.claimed-twice); the records
+    # it expands to would repeat that error in the second file for every record.
+    claimed: dict[str, int] = {}
+    for inst in institutions:
+        for dom in inst.domains:
+            claimed[dom.name] = claimed.get(dom.name, 0) + 1
+    problems.extend(rules.check_records(
+        records, skip_domains={name for name, n in claimed.items() if n > 1}))
     if files:
         shown = {display_path(f, root) for f in files} | {display_path(config_path, root)}
         problems = [p for p in problems if p.origin.file in shown]
@@ -250,6 +257,12 @@ def _build_platform(doc: Document, problems: list[Problem], root: Path) -> Platf
                 doc.where(("targets", name, "class")),
                 f"use octodns.* or octodns_<provider>.*; allow another package with the "
                 f"protected CI/CD variable {ALLOW_ENV}"))
+        elif (why := missing_class(target.provider_class, root)) is not None:
+            problems.append(Problem(
+                "target.class-unknown", f"target {name}: cannot load {target.provider_class}: "
+                f"{why}", doc.where(("targets", name, "class")),
+                "name an installed octoDNS provider class, e.g. "
+                "octodns_route53.Route53Provider"))
         reader = target.options.get("read_only")
         if isinstance(reader, Mapping) and isinstance(reader.get("class"), str) \
                 and not allowed_class(reader["class"]):
@@ -259,6 +272,12 @@ def _build_platform(doc: Document, problems: list[Problem], root: Path) -> Platf
                 "package's class: provisioner.yaml names sources, never code",
                 doc.where(("targets", name, "read_only", "class")),
                 f"use octodns_bind.AxfrSource; allow another with {ALLOW_ENV}"))
+        elif isinstance(reader, Mapping) and isinstance(reader.get("class"), str) \
+                and (why := missing_class(reader["class"], root)) is not None:
+            problems.append(Problem(
+                "target.class-unknown", f"target {name}: cannot load read_only.class "
+                f"{reader['class']}: {why}", doc.where(("targets", name, "read_only", "class")),
+                "name an installed octoDNS source, e.g. octodns_bind.AxfrSource"))
     default_target = data.get("default_target", schema.default("platform", "default_target"))
     if default_target not in targets:
         problems.append(

@@ -83,7 +83,7 @@ def _describe(doc: Document, error: ValidationError) -> list[Problem]:
     path = tuple(error.absolute_path)
     where = ".".join(str(p) for p in path) or "the top level"
     kind = error.validator
-    value = error.validator_value
+    value: Any = error.validator_value
     inst = error.instance
     if kind == "additionalProperties" and isinstance(inst, dict):
         schema_node = error.schema if isinstance(error.schema, dict) else {}
@@ -91,7 +91,7 @@ def _describe(doc: Document, error: ValidationError) -> list[Problem]:
         return [
             Problem(
                 "schema.unknown-key",
-                f"unknown key {key!r} in {where}",
+                f"unknown key {key!r} in {where}" + _did_you_mean(str(key), allowed),
                 doc.where_key((*path, key)),
                 f"use one of: {', '.join(allowed)}" if allowed else "remove it",
             )
@@ -100,7 +100,53 @@ def _describe(doc: Document, error: ValidationError) -> list[Problem]:
         ]
     origin = doc.where_key(path) if kind in {"required", "minProperties"} else doc.where(path)
     message, hint = _message(kind, value, inst, where)
+    word = doc.words.get(path)
+    if isinstance(inst, bool) and word is not None and _wants_string(kind, value):
+        # YAML 1.1: an unquoted off, no, yes, on is a boolean, never the word.
+        key = str(path[-1]) if path else "value"
+        message = (f"{where} is {word}, which YAML reads as the boolean "
+                   f"{str(inst).lower()}, not the word")
+        if kind == "type" or word in [str(v) for v in value]:
+            hint = f'quote it: {key}: "{word}"'
+        elif not inst and "none" in value:
+            message += " (did you mean 'none'?)"
+    elif kind == "enum" and isinstance(inst, str):
+        message += _did_you_mean(inst, [str(v) for v in value])
+    elif kind == "type" and isinstance(inst, str) and _wants(value, "integer"):
+        seconds = _duration(inst)
+        if seconds is not None:
+            message = (f"{where} is {json.dumps(inst)}: a number of seconds is written "
+                       "without a unit")
+            hint = f"write {seconds} (seconds)"
     return [Problem(f"schema.{kind}", message, origin, hint)]
+
+
+def _wants(value: Any, name: str) -> bool:
+    return name == value or (isinstance(value, list) and name in value)
+
+
+def _wants_string(kind: Any, value: Any) -> bool:
+    if kind == "type":
+        return _wants(value, "string")
+    return kind == "enum" and any(isinstance(v, str) for v in value)
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word.lower(), choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _duration(text: str) -> int | None:
+    """``1h`` as 3600: what someone who wrote a duration with a unit meant."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+)\s*(s|m|min|h|d|w)\s*", text.lower())
+    return int(match.group(1)) * _UNITS[match.group(2)] if match else None
 
 
 def _message(kind: Any, value: Any, inst: Any, where: str) -> tuple[str, str]:

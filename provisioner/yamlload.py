@@ -43,6 +43,9 @@ class Document:
     data: Any
     values: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     keys: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    # What was written for each unquoted scalar that YAML did not read as a string (off, yes,
+    # 3600, ~): messages quote the user's own word, not Python's False.
+    words: dict[PathKey, str] = field(default_factory=dict)
 
     def where(self, path: PathKey) -> Origin:
         while path and path not in self.values:
@@ -144,13 +147,11 @@ def parse(text: str, file: str) -> Document:
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        message = f"{exc.problem or exc.context or 'invalid YAML'}"
-        hint = "fix the YAML syntax"
-        if _is_tab_at(text, line, column) or "\t" in message:
-            message, hint = "tab character in YAML", "indent with spaces, not tabs"
-        raise _problem("yaml.syntax", message, Origin(file, line, column), hint) from None
+        from provisioner.yamlsyntax import explain
+
+        said = explain(text, exc)
+        raise _problem("yaml.syntax", said.message, Origin(file, said.line, said.column),
+                       said.hint) from None
     except yaml.YAMLError as exc:
         raise _problem("yaml.syntax", str(exc).splitlines()[0], Origin(file, 1, 1)) from None
     if node is None:
@@ -166,15 +167,7 @@ def parse(text: str, file: str) -> Document:
             Origin(file, node.start_mark.line + 1, node.start_mark.column + 1),
             "write 'key: value' lines at the top level",
         )
-    return Document(file, data, builder.values, builder.keys)
-
-
-def _is_tab_at(text: str, line: int, column: int) -> bool:
-    lines = text.splitlines()
-    if 0 < line <= len(lines):
-        row = lines[line - 1]
-        return "\t" in row[: max(column, 1)] or row[column - 1 : column] == "\t"
-    return False
+    return Document(file, data, builder.values, builder.keys, builder.words)
 
 
 def _kind(node: yaml.Node) -> str:
@@ -203,6 +196,7 @@ class _Builder:
         self.file = file
         self.values: dict[PathKey, tuple[int, int]] = {}
         self.keys: dict[PathKey, tuple[int, int]] = {}
+        self.words: dict[PathKey, str] = {}
         self.count = 0
 
     def _fail(self, code: str, message: str, node: yaml.Node, hint: str = "") -> InvalidInput:
@@ -230,6 +224,8 @@ class _Builder:
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+        if node.tag != "tag:yaml.org,2002:str":
+            self.words[path] = str(node.value)
         fast = _PLAIN.get(node.tag)
         if fast is not None:
             return fast(node.value)

@@ -144,7 +144,94 @@ def test_yaml_syntax(project: Project, capsys: pytest.CaptureFixture[str]) -> No
     project.zone("acme", "institution: acme\nname: [unclosed\n")
     result = cli(project, capsys, "validate")
     assert result.code == 1
-    assert re.search(r"^zones/acme\.yaml:3:1: error\[yaml\.syntax\]", result.err, re.M), result.err
+    # at the bracket to close, not at the end of the file where libyaml gave up
+    assert re.search(r"^zones/acme\.yaml:2:7: error\[yaml\.syntax\]: the \[ opened on line 2 is "
+                     r"not closed", result.err, re.M), result.err
+
+
+SYNTAX = """\
+institution: acme
+name: Acme
+domains:
+  acme.example:
+    dns: managed
+    dmarc:
+      policy: none
+      rua: [mailto:d@acme.example]
+"""
+
+
+@pytest.mark.parametrize(("old", "new", "line", "words"), [
+    # over-indented first key of a block: libyaml stops at the line after it
+    ("    dns: managed", "      dns: managed", 5, "indent line 5 by 4 spaces"),
+    # under-indented key: lines up with nothing
+    ("    dmarc:", "   dmarc:", 6, "indent it by 4 spaces, like line 5"),
+    # a key left at its parent's level: the parent holds nothing
+    ("      policy: none", "    policy: none", 7, "indent line 7 by 6 spaces"),
+    ("name: Acme", "name: Acme\n  extra: 1", 3, "end the line above with ':'"),
+    ("    dmarc:", "\tdmarc:", 6, "indent with spaces only"),
+    ("name: Acme", "name: 'Acme", 2, "the quote opened on line 2 is never closed"),
+    ("name: Acme", "name: Acme: the museum", 2, "put the value in quotes"),
+])
+def test_yaml_syntax_points_at_the_line_to_change(
+    project: Project, capsys: pytest.CaptureFixture[str], old: str, new: str, line: int,
+    words: str,
+) -> None:
+    project.zone("acme", SYNTAX.replace(old, new, 1))
+    result = cli(project, capsys, "validate")
+    found = [m for m in errors(result.err) if m["code"] == "yaml.syntax"]
+    assert len(found) == 1 and int(found[0]["line"]) == line, result.err
+    assert words in result.err and "fix the YAML syntax" not in result.err, result.err
+
+
+@pytest.mark.parametrize(("old", "new", "words"), [
+    ("policy: none", "policy: rejct", "(did you mean 'reject'?)"),
+    ("    dmarc:", "    dmarcc:", "unknown key 'dmarcc' in domains.acme.example "
+                                  "(did you mean 'dmarc'?)"),
+    ("policy: none", "policy: off", "policy is off, which YAML reads as the boolean false, not "
+                                    "the word (did you mean 'none'?)"),
+    ("name: Acme", "name: yes", 'name is yes, which YAML reads as the boolean true, not the '
+                                'word (fix: quote it: name: "yes")'),
+    ("    dns: managed", "    dns: managed\n    ttl: 1h", 'ttl is "1h": a number of seconds is '
+                                                       "written without a unit (fix: write 3600"),
+])
+def test_schema_messages_say_what_was_meant(
+    project: Project, capsys: pytest.CaptureFixture[str], old: str, new: str, words: str,
+) -> None:
+    project.zone("acme", SYNTAX.replace(old, new, 1))
+    result = cli(project, capsys, "validate")
+    assert result.code == 1 and words in result.err, result.err
+
+
+def test_one_error_per_file_for_a_domain_claimed_twice(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project.zone("acme", SYNTAX)
+    project.zone("acme2", SYNTAX.replace("institution: acme", "institution: acme2"))
+    result = cli(project, capsys, "validate")
+    found = errors(result.err)
+    assert sorted((m["file"], m["code"]) for m in found) == [
+        ("zones/acme.yaml", "domain.claimed-twice"), ("zones/acme2.yaml", "domain.claimed-twice")
+    ], result.err
+
+
+@pytest.mark.parametrize(("cls", "words"), [
+    ("octodns_route53.Route53Provder", "has no 'Route53Provder' (did you mean "
+                                       "'Route53Provider'?)"),
+    ("octodns_nothere.Provider", "no installed package 'octodns_nothere'"),
+    ("octodns.provider.nope.Provider", "no module 'octodns.provider.nope'"),
+])
+def test_validate_checks_provider_classes(
+    project: Project, capsys: pytest.CaptureFixture[str], cls: str, words: str
+) -> None:
+    text = project.config.read_text()
+    assert "class: octodns_route53.Route53Provider" in text
+    project.config.write_text(text.replace("class: octodns_route53.Route53Provider",
+                                           f"class: {cls}", 1))
+    result = cli(project, capsys, "validate")
+    found = [m for m in errors(result.err) if m["code"] == "target.class-unknown"]
+    assert len(found) == 1 and found[0]["file"] == "provisioner.yaml", result.err
+    assert words in result.err, result.err
 
 
 def test_code_differs_from_file_name(project: Project, capsys: pytest.CaptureFixture[str]) -> None:

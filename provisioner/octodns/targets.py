@@ -115,6 +115,56 @@ def _installed_dirs() -> list[Path]:
     return [Path(p).resolve() for p in found if p]
 
 
+def missing_class(name: str, root: Path | None = None) -> str | None:
+    """Why the class ``name`` (``package.module.Class``) cannot be loaded, or None when an
+    installed module defines or imports it: for ``validate``, which must not import the
+    providers (a third of a second, and their code). The module's source is read, not run."""
+    import ast
+    import difflib
+
+    module_name, _, class_name = name.rpartition(".")
+    parts = module_name.split(".")
+    try:
+        spec = importlib.util.find_spec(parts[0])
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        return f"no installed package {parts[0]!r} (pip install {parts[0].replace('_', '-')})"
+    path: Path | None = Path(spec.origin) if spec.origin and os.path.isabs(spec.origin) else None
+    if root is not None and path is not None and path.resolve().is_relative_to(root.resolve()) \
+            and not any(path.resolve().is_relative_to(d) for d in _installed_dirs()):
+        return f"it would be loaded from the repository ({path}), not from an installed package"
+    for part in parts[1:]:
+        if path is None or path.name != "__init__.py":
+            return f"{module_name!r} is not a module of an installed package"
+        package = path.parent
+        path = package / part / "__init__.py" if (package / part).is_dir() \
+            else package / f"{part}.py"
+        if not path.is_file():
+            return f"no module {module_name!r} in the installed {parts[0]!r}"
+    if path is None or path.suffix != ".py":
+        return None  # compiled or built in: leave it to the plan
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            if any(a.name == "*" for a in node.names):
+                return None
+            names.update(a.asname or a.name.rpartition(".")[2] for a in node.names)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    if class_name in names:
+        return None
+    close = difflib.get_close_matches(class_name, sorted(names), n=1)
+    return f"{module_name} has no {class_name!r}" + (f" (did you mean {close[0]!r}?)"
+                                                      if close else "")
+
+
 def provider_class(target: Target, root: Path | None = None, base: Any = None) -> Any:
     """The provider class of ``target``: an allowed name (:func:`allowed_class`), from an
     installed package (never a module of the repository), and a subclass of octoDNS's provider
