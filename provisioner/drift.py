@@ -156,6 +156,8 @@ class DriftReport:
             "shard": str(self.shard) if self.shard else None,
             "institutions": list(self.institutions),
             "counts": self.counts(),
+            "checks": self.checks,
+            "unknown": len(self.unanswered),
             "findings": [f.to_json() for f in self.findings],
             "problems": [{"code": p.code, "severity": p.severity.value, "message": p.message,
                           "origin": str(p.origin)} for p in self.problems],

@@ -50,6 +50,12 @@ class Problem:
     def is_error(self) -> bool:
         return self.severity is Severity.ERROR
 
+    def to_json(self) -> dict[str, str | int]:
+        """The problem as every ``--format json`` carries it (docs/json.md)."""
+        return {"code": self.code, "severity": self.severity.value, "message": self.message,
+                "fix": self.hint, "origin": str(self.origin), "file": self.origin.file,
+                "line": self.origin.line, "column": self.origin.column}
+
 
 class ProvisionerError(Exception):
     """Root of every error this package raises on purpose."""

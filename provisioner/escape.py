@@ -13,6 +13,7 @@ that change what a reader sees (DESIGN §13).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _NEWLINES = re.compile(r"[\n\t]")
@@ -59,11 +60,13 @@ class EscapingStream:
     """A text stream that writes through :func:`terminal`: whatever the product prints, a
     value read from DNS or a file cannot reach the terminal as a control sequence."""
 
-    def __init__(self, stream: object) -> None:
+    def __init__(self, stream: object, paint: Callable[[str], str] | None = None) -> None:
         self._stream = stream
+        self._paint = paint  # colours the escaped text (cli.style), on a terminal only
 
     def write(self, text: str) -> int:
-        self._stream.write(terminal(text))  # type: ignore[attr-defined]
+        clean = terminal(text)
+        self._stream.write(self._paint(clean) if self._paint else clean)  # type: ignore[attr-defined]
         return len(text)
 
     def __getattr__(self, name: str) -> object:

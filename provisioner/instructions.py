@@ -179,6 +179,26 @@ def html_page(platform: Platform, institution: Institution, records: tuple[Recor
     return "\n".join(out) + "\n"
 
 
+def to_json(platform: Platform, institution: Institution, records: tuple[Record, ...]
+            ) -> dict[str, object]:
+    """The same steps for support tooling (docs/json.md): per domain, each record to publish
+    (host relative to the zone, "@" at the apex), and the report authorisations that only the
+    destination can publish."""
+    return {
+        "institution": institution.code,
+        "name": institution.name,
+        "domains": [{
+            "domain": d.domain, "zone": d.zone, "dns": "managed" if d.managed else "external",
+            "records": [{"host": r.host, "fqdn": r.fqdn, "type": r.type, "value": r.value,
+                         "ttl": r.ttl, "role": r.role.value, "purpose": r.purpose}
+                        for r in d.rows] if not d.managed else [],
+        } for d in steps(platform, institution, records)],
+        "report_authorisations": [{"domain": dom, "destination": host} for dom, host in
+                                  external_report_destinations(platform, institution)],
+        "cautions": _cautions(platform),
+    }
+
+
 def bind(institution: Institution, records: tuple[Record, ...]) -> str:
     own = [
         r

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import socket
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -141,6 +143,16 @@ def test_drift_names_each_hand_change_and_nothing_else(
     again = _drift(project, pdns, capsys, "--format", "text")
     assert again.code == 0, again.err + again.out
     assert again.out.strip() == "no drift"
+
+    # A server that never answers: drift cannot say "no drift", it says how much is unknown.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        blind = run(project, capsys, "drift", "--nameserver",
+                    f"127.0.0.1:{silent.getsockname()[1]}", "--timeout", "0.2")
+    assert blind.code == 1, blind.err
+    assert "no drift" not in blind.out + blind.err
+    assert re.search(r"unknown: (\d+) of \1 live checks went unanswered", blind.out), blind.out
+    assert re.search(r"drift: .*(\d+) of \1 checks unknown", blind.err), blind.err
     apex = [v.strip('"') for v in pdns.rrsets("mosamuseum.com.")[("", "TXT")][1]]
     spf = [v for v in apex if v.lower().startswith("v=spf1")]
     assert len(spf) == 1, apex

@@ -32,6 +32,9 @@ COMMANDS = {
     "instructions": "provisioner.cli.instructions",
     "mr-note": "provisioner.cli.mr_note",
     "keys": "provisioner.cli.keys",
+    "new": "provisioner.cli.new",
+    "doctor": "provisioner.cli.doctor",
+    "completion": "provisioner.cli.completion",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
@@ -52,6 +55,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                         help="the platform file, for any command (default: ./provisioner.yaml)")
     parser.add_argument("-v", "--verbose", dest="global_verbose", action="count", default=0,
                         help="log more, for any command (-vv: debug)")
+    _output_options(parser)
     common = Parser(add_help=False)
     common.add_argument(
         "--config",
@@ -60,11 +64,22 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="the platform file; zones/ beside it (default: ./provisioner.yaml)",
     )
     common.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    _output_options(common)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     modules = [COMMANDS[command]] if command in COMMANDS else list(COMMAND_MODULES)
     for name in modules:
         importlib.import_module(name).register(subparsers, common)
     return parser
+
+
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    # default=SUPPRESS: given before or after the command, neither erases the other.
+    parser.add_argument("--no-color", action="store_true", default=argparse.SUPPRESS,
+                        help="no colour even on a terminal (as NO_COLOR=1; FORCE_COLOR=1 "
+                             "forces it in a pipe)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                        default=argparse.SUPPRESS,
+                        help="progress bars on stderr (default: on a terminal outside CI)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,11 +94,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (provisioner completion)
+        import argcomplete
+
+        argcomplete.autocomplete(build_parser(), exit_method=sys.exit)
     parser = build_parser(next((a for a in argv if a in COMMANDS), None))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version (0) or a usage error (1, Parser.error)
         return int(exc.code) if isinstance(exc.code, int) else EXIT_ERROR
+    _style(args)
     if args.global_config is not None and getattr(args, "config", None) in (None,
                                                                            DEFAULT_CONFIG):
         args.config = args.global_config
@@ -105,6 +125,22 @@ def _main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     return code
+
+
+def _style(args: argparse.Namespace) -> None:
+    """Colour for each stream that is a terminal, progress on stderr (cli.style)."""
+    from provisioner import progress
+    from provisioner.cli import style
+
+    no_color = bool(getattr(args, "no_color", False))
+    for stream in (sys.stdout, sys.stderr):
+        raw = getattr(stream, "_stream", None)
+        if isinstance(stream, EscapingStream) and raw is not None \
+                and style.colour_wanted(raw, no_color):
+            stream._paint = style.Painter()
+    asked = getattr(args, "progress", None)
+    progress.enable(style.progress_wanted(sys.__stderr__ or sys.stderr, asked),
+                 immediately=bool(asked))
 
 
 # Loggers that print request bodies and headers at debug level: botocore's carry credentials,

@@ -27,6 +27,11 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
 
 
+def plural(count: int, word: str) -> str:
+    """``1 error``, ``2 errors``."""
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
 def seconds(text: str) -> float:
     """A ``type=`` for durations in seconds: a finite number >= 0 (not inf, not nan)."""
     try:

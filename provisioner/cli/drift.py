@@ -79,7 +79,12 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_ERROR
     print(render(result, args.format))
     counts = result.counts()
-    summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "no drift"
+    unknown = len(result.unanswered)
+    summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+    if unknown:
+        summary = ", ".join(filter(None, [summary, f"{unknown} of {result.checks} checks "
+                                          "unknown (no server answered)"]))
+    summary = summary or "no drift"
     scope = f" (shard {result.shard})" if result.shard else ""
     print(f"drift{scope}: {len(result.institutions)} institutions, {len(result.domains)} "
           f"domains, {result.checks} live checks: {summary}", file=sys.stderr)
@@ -107,6 +112,10 @@ def _values(values: tuple[str, ...]) -> str:
 
 def _text(result: DriftReport) -> str:
     if not result.findings:
+        if result.unanswered:
+            rest = result.checks - len(result.unanswered)
+            return (f"unknown: {len(result.unanswered)} of {result.checks} live checks went "
+                    "unanswered" + (f"; the other {rest} found nothing changed" if rest else ""))
         return "no drift"
     out = []
     for f in result.findings:
@@ -125,7 +134,10 @@ def _cell(text: str) -> str:
 
 def _markdown(result: DriftReport) -> str:
     counts = result.counts()
-    head = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "none"
+    head = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+    if result.unanswered:
+        head = ", ".join(filter(None, [head, f"{len(result.unanswered)} checks unknown"]))
+    head = head or "none"
     out = [f"### Drift: {head}", ""]
     if result.findings:
         out += ["| class | institution | record | type | expected | found | why |",

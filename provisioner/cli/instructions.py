@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -19,7 +20,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "host, type, value and TTL of each record, with the usual mistakes to avoid.",
     )
     p.add_argument("code", metavar="CODE", help="the institution code")
-    p.add_argument("--format", choices=("markdown", "html", "bind"), default="markdown")
+    p.add_argument("--format", choices=("markdown", "html", "bind", "json"), default="markdown")
     p.set_defaults(func=run)
 
 
@@ -31,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
     records = project.records()
     if args.format == "html":
         text = instructions.html_page(project.platform, inst, records)
+    elif args.format == "json":
+        text = json.dumps(instructions.to_json(project.platform, inst, records), indent=2,
+                          ensure_ascii=False) + "\n"
     elif args.format == "bind":
         text = instructions.bind(inst, records)
     else:

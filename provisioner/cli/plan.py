@@ -18,9 +18,10 @@ import json
 import os
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from provisioner import progress
 from provisioner.cli import verify as verify_cli
 from provisioner.cli.common import (
     EXIT_CHANGES,
@@ -192,77 +193,147 @@ def run_plan(args: argparse.Namespace) -> int:
 AUTO_APPROVE = "PROVISIONER_AUTO_APPROVE"
 
 
-def _approved(args: argparse.Namespace) -> bool:
+def _approved(args: argparse.Namespace, log: Applied, shown: Shown) -> bool:
     """Whether to write: --auto-approve, $PROVISIONER_AUTO_APPROVE, or "yes" on a terminal (as
     Terraform asks); anything else refuses, nothing written."""
     if args.auto_approve or os.environ.get(AUTO_APPROVE, "").lower() in ("1", "yes", "true"):
         return True
     if sys.stdin.isatty():
+        if args.format == "json":  # stdout holds the JSON: show what is asked about here
+            print(render(shown.result, "text", shown.pending, shown.checksum), file=sys.stderr)
         print("\nApply these changes? Only 'yes' approves: ", end="", file=sys.stderr,
               flush=True)
         if sys.stdin.readline().strip() == "yes":
             return True
         print("provisioner: apply cancelled: nothing written", file=sys.stderr)
         return False
-    report([Problem("apply.not-approved", "apply writes DNS and was not approved: nothing "
-                    "written", Origin("apply"), "give --checksum SUM (the reviewed plan's) or "
-                    "--auto-approve")])
+    problem = Problem("apply.not-approved", "apply writes DNS and was not approved: nothing "
+                      "written", Origin("apply"), "give --checksum SUM (the reviewed plan's) "
+                      "or --auto-approve")
+    report([problem])
+    log.problems.append(problem)
     return False
+
+
+@dataclass
+class Applied:
+    """What one apply did, for its closing line and ``--format json`` (docs/json.md)."""
+
+    plan: dict[str, Any] | None = None
+    approved: bool = False
+    zones: list[dict[str, Any]] = field(default_factory=list)
+    keys_generated: list[dict[str, str]] = field(default_factory=list)
+    signing_started: list[dict[str, str]] = field(default_factory=list)
+    verification: dict[str, Any] | None = None
+    problems: list[Problem] = field(default_factory=list)
+    outcome: str = "error"
+
+    def to_json(self, code: int) -> dict[str, Any]:
+        return {"outcome": self.outcome, "exit": code, "approved": self.approved,
+                "applied": self.zones, "keys_generated": self.keys_generated,
+                "signing_started": self.signing_started, "verification": self.verification,
+                "plan": self.plan, "problems": _problems_json(self.problems)}
+
+    def summary(self) -> str:
+        changes = sum(z["changes"] for z in self.zones)
+        zones = sum(1 for z in self.zones if z["changes"])
+        keys = f", {len(self.keys_generated)} key(s) generated" if self.keys_generated else ""
+        if not self.zones and not keys:
+            return f"apply: {self.outcome}"
+        return f"apply: {self.outcome}: {changes} change(s) in {zones} zone(s){keys}"
 
 
 def run_apply(args: argparse.Namespace) -> int:
     """Plan, make the keys the plan announced, apply, then verify what changed: 0 applied (and
     verified or skipped), 1 error (nothing written, or a target failed), 2 applied but
-    verification did not succeed."""
+    verification did not succeed. One closing line on stderr; with ``--format json`` the one
+    JSON document on stdout says all of it."""
+    log = Applied()
+    code = _apply(args, log)
+    if args.format == "json":
+        print(json.dumps(log.to_json(code), indent=2))
+    print(log.summary(), file=sys.stderr)
+    return code
+
+
+def _apply(args: argparse.Namespace, log: Applied) -> int:
     if args.verify_wait < 0:
         print("provisioner: --verify-wait must be >= 0", file=sys.stderr)
         return EXIT_ERROR
-    shown = _shown_plan(args)
+    shown = _shown_plan(args, quiet=args.format == "json")
     if shown is None:
+        log.outcome = "error: nothing written"
         return EXIT_ERROR
+    log.plan = to_json(shown.result, shown.pending, shown.checksum)
     if not shown.has_changes:
         if args.checksum:
             # The reviewed plan had changes and now there are none: someone else applied it,
             # or the zones moved. Nothing to write, but not what was reviewed either.
-            report([Problem("apply.checksum", f"the plan changed since it was reviewed: "
-                            f"checksum {args.checksum} given, and nothing is left to change",
-                            Origin("--checksum"), "plan again: there is nothing to apply")])
+            _refuse(log, Problem("apply.checksum", f"the plan changed since it was reviewed: "
+                                 f"checksum {args.checksum} given, and nothing is left to "
+                                 "change", Origin("--checksum"),
+                                 "plan again: there is nothing to apply"))
             return EXIT_ERROR
+        log.outcome = "nothing to apply"
         return EXIT_OK
-    if args.checksum is None and not _approved(args):
+    if args.checksum is None and not _approved(args, log, shown):
+        log.outcome = "not approved: nothing written"
         return EXIT_ERROR
     if args.checksum is not None and args.checksum != shown.checksum:
-        report([Problem("apply.checksum", f"the plan changed since it was reviewed: checksum "
-                        f"{args.checksum} given, {shown.checksum} computed; review the new plan",
-                        Origin("--checksum"))])
+        _refuse(log, Problem("apply.checksum", f"the plan changed since it was reviewed: "
+                             f"checksum {args.checksum} given, {shown.checksum} computed; "
+                             "review the new plan", Origin("--checksum")))
         return EXIT_ERROR
+    log.approved = True
     project, result = shown.project, shown.result
     if shown.pending:
-        made = _generate(args, shown)
+        made = _generate(args, shown, log)
         if made is None:
+            log.outcome = "error: nothing written to DNS"
             return EXIT_ERROR
         project, result = made
     # The checksum was checked above against the reviewed plan (with its keys to generate);
     # the plan with the new keys differs from it by exactly those keys (checked in _generate).
     checksum = args.checksum if not shown.pending else None
+    zones = {(z.zone, z.target): len(z.changes) for z in result.zones}
+    step = progress.task("applying zones", sum(1 for n in zones.values() if n))
 
-    def progress(zone: str, target: str, count: int) -> None:
-        if args.format == "text":
-            print(f"applied {count} change(s) to {zone} on {target}")
+    with step as bar:
+        def on_applied(zone: str, target: str, count: int) -> None:
+            log.zones.append({"zone": zone, "target": target, "changes": count})
+            bar.advance()
+            if args.format == "text":
+                print(f"applied {count} change(s) to {zone} on {target}")
 
-    applied = engine.apply(result, checksum=checksum, force=args.force, on_applied=progress)
+        applied = engine.apply(result, checksum=checksum, force=args.force,
+                               on_applied=on_applied)
     report(applied.problems)
+    log.problems.extend(applied.problems)
     if not applied.ok:
+        log.outcome = "failed" if log.zones else "error: nothing written"
         return EXIT_ERROR
+    log.outcome = "applied"
     if args.no_verify:
+        log.outcome = "applied, not verified (--no-verify)"
         return EXIT_OK
     code, verified = _verify_applied(args, project, applied)
+    if verified is not None:
+        log.verification = verified.to_json()
+        log.outcome = "applied and verified" if code == EXIT_OK else \
+            "applied, not verified yet"
     if verified is not None and shown.keys.store is not None:
-        _first_activations(args, project, shown.keys, verified)
+        _first_activations(args, project, shown.keys, verified, log)
     return code
 
 
-def _generate(args: argparse.Namespace, shown: Shown) -> tuple[Project, PlanResult] | None:
+def _refuse(log: Applied, problem: Problem) -> None:
+    report([problem])
+    log.problems.append(problem)
+    log.outcome = "refused: nothing written"
+
+
+def _generate(args: argparse.Namespace, shown: Shown, log: Applied
+              ) -> tuple[Project, PlanResult] | None:
     """Make and store the keys the plan announced, then plan again with them: the new plan may
     differ from the reviewed one only by those keys' records."""
     from provisioner.keys import service
@@ -276,6 +347,7 @@ def _generate(args: argparse.Namespace, shown: Shown) -> tuple[Project, PlanResu
         print(f"provisioner: key store: {exc}; nothing was written to DNS", file=sys.stderr)
         return None
     for code, key_id, spec in outcome.generated:
+        log.keys_generated.append({"institution": code, "key": key_id, "spec": str(spec)})
         print(f"generated key {key_id} ({spec}) for {code} in {store.location}", file=out)
     project = service.attach(shown.project, outcome.states)
     result = _plan(args, project)
@@ -312,7 +384,7 @@ def _generate(args: argparse.Namespace, shown: Shown) -> tuple[Project, PlanResu
 
 
 def _first_activations(args: argparse.Namespace, project: Project, keys: KeyContext,
-                       verified: Report) -> None:
+                       verified: Report, log: Applied) -> None:
     """Signing starts on an institution's first key as soon as its chain verifies (there is
     nothing to switch from, so no propagation gate); rotations are the schedule's."""
     from provisioner.keys import lifecycle, service
@@ -339,6 +411,7 @@ def _first_activations(args: argparse.Namespace, project: Project, keys: KeyCont
     for code in outcome.changed:
         signing = outcome.states[code].signing
         if signing is not None and signing.key is not None:
+            log.signing_started.append({"institution": code, "key": signing.key.id})
             print(f"keys: {code} signs with {signing.key.id} (its chain verifies)", file=out)
     for refusal in outcome.refusals:
         print(f"keys: {refusal}; 'provisioner keys advance' starts signing once it verifies",
@@ -506,9 +579,8 @@ def _markdown(result: PlanResult, pending: tuple[Pending, ...] = (),
     return "\n".join(out)
 
 
-def _problems_json(problems: Iterable[Any]) -> list[dict[str, str]]:
-    return [{"code": p.code, "severity": p.severity.value, "message": p.message,
-             "origin": str(p.origin)} for p in problems]
+def _problems_json(problems: Iterable[Problem]) -> list[dict[str, str | int]]:
+    return [p.to_json() for p in problems]
 
 
 def to_json(result: PlanResult, pending: tuple[Pending, ...] = (),

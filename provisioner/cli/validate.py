@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from provisioner.cli.common import EXIT_ERROR, EXIT_OK, report
+from provisioner.cli.common import EXIT_ERROR, EXIT_OK, plural, report
 from provisioner.config import display_path, load_project
 from provisioner.errors import Problem
 
@@ -24,9 +25,10 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true", help="treat warnings as errors")
     p.add_argument(
         "--format",
-        choices=("text", "junit"),
+        choices=("text", "json", "junit"),
         default="text",
-        help="junit: also print a JUnit XML report on stdout (one test case per file)",
+        help="json: the problems as one JSON document on stdout (docs/json.md); junit: a "
+             "JUnit XML report on stdout (one test case per file). The lines stay on stderr",
     )
     p.set_defaults(func=run)
 
@@ -40,9 +42,19 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{'invalid' if failed else 'valid'}: {len(project.institutions)} institutions, "
         f"{sum(len(i.domains) for i in project.institutions)} domains, "
-        f"{errors} errors, {warnings} warnings",
+        f"{plural(errors, 'error')}, {plural(warnings, 'warning')}",
         file=sys.stderr,
     )
+    if args.format == "json":
+        print(json.dumps({
+            "valid": not failed, "strict": args.strict,
+            "institutions": len(project.institutions),
+            "domains": sum(len(i.domains) for i in project.institutions),
+            "errors": errors, "warnings": warnings,
+            "problems": [p.to_json() for p in sorted(
+                project.problems, key=lambda p: (p.origin.file, p.origin.line,
+                                                 p.origin.column, p.code))],
+        }, indent=2))
     if args.format == "junit":
         files = [project.config_path, *sorted(project.zones_dir.glob("*.yaml"))]
         names = [display_path(f, project.root) for f in files]

@@ -27,6 +27,7 @@ from octodns.processor.base import BaseProcessor  # type: ignore[import-untyped,
 from octodns.record import Record as OctoRecord  # type: ignore[import-untyped,unused-ignore]
 from octodns.zone import Zone  # type: ignore[import-untyped,unused-ignore]
 
+from provisioner import progress
 from provisioner.errors import Origin, Problem, Severity
 from provisioner.model import Platform, Record
 from provisioner.octodns.afterapply import live_dns
@@ -323,8 +324,11 @@ def plan(
             return (job, planner.plan_zone(job[0], providers[job[1]]), None)
         except Exception as error:  # a target down, a zone missing: one located line each
             return (job, None, error)
+        finally:
+            bar.advance()
 
-    results = _map(run, jobs, workers)
+    with progress.task("planning zones", len(jobs)) as bar:
+        results = _map(run, jobs, workers)
     zone_plans: list[ZonePlan] = []
     refused: list[RefusedSpf] = []
     octo: list[tuple[Any, Any]] = []

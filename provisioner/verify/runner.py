@@ -17,11 +17,13 @@ import os
 import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from functools import partial
 from multiprocessing.connection import Connection
+from typing import Any
 
+from provisioner import progress
 from provisioner.dnsclient import Delegation, DnsClient, Query, Server, fqdn
 from provisioner.model import Platform, Record, Role
 from provisioner.verify.dkim import check_dkim
@@ -418,25 +420,39 @@ def verify_records(
         sent = dns.queries_sent
         with _collector_paused():
             reports = _first_pass(records, platform, dns, jobs)
-        plans: list[DomainPlan] = []
-        delay = 1.0
         deadline = started + wait
-        while not all(r.ok for r in reports) and time.monotonic() + delay <= deadline:
-            log.info("%d domain(s) not verified yet; again in %.0f s",
-                     sum(not r.ok for r in reports), delay)
-            sleep(delay)
-            delay = min(delay * 2, 30.0)
-            dns.clear_cache()
-            again = [i for i, r in enumerate(reports) if not r.ok]
-            with _collector_paused():
-                plans = plans or plan(records, platform)  # in report order
-                fresh = run_plans([plans[i] for i in again], platform, dns, jobs)
-            for i, r in zip(again, fresh, strict=True):
-                reports[i] = r
+        waiting = progress.task("domains verified", len(reports)) if wait else nullcontext()
+        with waiting as bar:
+            reports = _wait(records, platform, dns, jobs, reports, deadline, bar, sleep)
         return Report(tuple(reports), dns.queries_sent - sent, time.monotonic() - started)
     finally:
         if own:
             dns.close()
+
+
+def _wait(records: tuple[Record, ...], platform: Platform, dns: DnsClient, jobs: int,
+          reports: list[DomainReport], deadline: float, bar: Any,
+          sleep: Callable[[float], None]) -> list[DomainReport]:
+    """Check again what is not verified yet, with backoff, until it is or ``deadline``."""
+    plans: list[DomainPlan] = []
+    delay = 1.0
+    if bar is not None:
+        bar.advance(sum(r.ok for r in reports))
+    while not all(r.ok for r in reports) and time.monotonic() + delay <= deadline:
+        log.info("%d domain(s) not verified yet; again in %.0f s",
+                 sum(not r.ok for r in reports), delay)
+        sleep(delay)
+        delay = min(delay * 2, 30.0)
+        dns.clear_cache()
+        again = [i for i, r in enumerate(reports) if not r.ok]
+        with _collector_paused():
+            plans = plans or plan(records, platform)  # in report order
+            fresh = run_plans([plans[i] for i in again], platform, dns, jobs)
+        for i, r in zip(again, fresh, strict=True):
+            reports[i] = r
+        if bar is not None:
+            bar.advance(sum(r.ok for r in fresh))
+    return reports
 
 
 def only_domains(report: Report, domains: Iterable[str]) -> Report:
