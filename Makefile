@@ -7,25 +7,27 @@ PYTEST_ARGS ?=
 
 .PHONY: run venv system-deps lint typecheck test bench clean
 
+# pip's and setuptools' own chatter goes to $(VENV)/install.log, shown only if the install fails.
 $(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
-	touch $@
+	@$(PYTHON) -m venv $(VENV) || { echo "make: cannot create $(VENV): install python3-venv (apt-get install python3-venv)" >&2; exit 1; }
+	@echo "installing mailauth-provisioner into $(VENV) (log: $(VENV)/install.log)"
+	@{ $(BIN)/pip install -q --disable-pip-version-check --upgrade pip && \
+	   $(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'; } >$(VENV)/install.log 2>&1 \
+	   || { tail -20 $(VENV)/install.log >&2; exit 1; }
+	@touch $@
 
 venv: $(BIN)/.installed
 
 system-deps:
-	scripts/install-system-deps
-	scripts/install-gitlab-ci-local >/dev/null
+	@scripts/install-system-deps
+	@scripts/install-gitlab-ci-local >/dev/null
 
-# The main job: check every declaration, show the records, plan and apply them to build/dns
-# (the embedded target only, approved here: make run never writes to a cloud target).
+# The main job: check every declaration, then plan and apply them to build/dns, the plan shown
+# once and a closing line each (the embedded target only, approved here: make run never
+# writes to a cloud target, whatever default_target says).
 run: venv
-	$(BIN)/provisioner validate
-	$(BIN)/provisioner records
-	$(BIN)/provisioner plan
-	$(BIN)/provisioner apply --auto-approve --target local
+	@$(BIN)/provisioner validate
+	@$(BIN)/provisioner apply --auto-approve --target local
 
 lint: venv
 	$(BIN)/ruff check provisioner tests benchmarks
@@ -39,6 +41,7 @@ test: system-deps venv lint typecheck
 	$(BIN)/pytest -q -n auto $(PYTEST_ARGS)
 
 bench: venv
+	@scripts/install-system-deps --bench
 	$(BIN)/python -m benchmarks.bench_core
 
 clean:
