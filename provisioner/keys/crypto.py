@@ -9,6 +9,7 @@ SubjectPublicKeyInfo for rsa (RFC 6376 §3.6.1), base64 of the 32 raw octets for
 from __future__ import annotations
 
 import base64
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -24,6 +25,8 @@ from cryptography.hazmat.primitives.serialization import (
 
 from provisioner.keys.policy import KeySpec
 
+
+log = logging.getLogger(__name__)
 
 def generate(spec: KeySpec) -> tuple[bytes, str]:
     """A new key pair: (private PEM, public ``p=``)."""
@@ -91,5 +94,14 @@ def generate_many(specs: Iterable[KeySpec], jobs: int | None = None
         for w in wanted:
             yield _generate_one(w)
         return
-    with ProcessPoolExecutor(max_workers=min(jobs, slow)) as pool:
+    try:
+        pool = ProcessPoolExecutor(max_workers=min(jobs, slow))
+    except OSError as exc:
+        # No POSIX semaphores (a container or chroot without a writable /dev/shm): the keys
+        # are the same made here, only slower.
+        log.info("key generation on one process: %s", exc)
+        for w in wanted:
+            yield _generate_one(w)
+        return
+    with pool:
         yield from pool.map(_generate_one, wanted, chunksize=max(1, len(wanted) // (jobs * 8)))
