@@ -145,7 +145,8 @@ def _prompt(question: str, *, required: bool = True) -> str:
 
 def _scalar(value: str) -> str:
     """A YAML scalar that reads back as this exact string (JSON strings are YAML)."""
-    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ._@+-]*", value) and value.lower() not in (
+    if re.fullmatch(r"[^\W_][\w .@+-]*", value) and not value.endswith(" ") and \
+            not re.fullmatch(r"[-+.\d]+", value) and value.lower() not in (
             "yes", "no", "on", "off", "true", "false", "null", "y", "n", "~"):
         return value
     return json.dumps(value, ensure_ascii=False)

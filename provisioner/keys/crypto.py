@@ -25,7 +25,6 @@ from cryptography.hazmat.primitives.serialization import (
 
 from provisioner.keys.policy import KeySpec
 
-
 log = logging.getLogger(__name__)
 
 def generate(spec: KeySpec) -> tuple[bytes, str]:
