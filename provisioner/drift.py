@@ -159,8 +159,7 @@ class DriftReport:
             "checks": self.checks,
             "unknown": len(self.unanswered),
             "findings": [f.to_json() for f in self.findings],
-            "problems": [{"code": p.code, "severity": p.severity.value, "message": p.message,
-                          "origin": str(p.origin)} for p in self.problems],
+            "problems": [p.to_json() for p in self.problems],
         }
 
 

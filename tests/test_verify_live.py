@@ -576,7 +576,7 @@ def test_worker_processes_give_the_same_report(dns: PowerDNS, second: PowerDNS,
     for jobs in (2, 3):
         shared = verify_records(loaded.records(), loaded.platform, nameservers=servers,
                                 jobs=jobs, wait=1.5, sleep=lambda _: None)
-        assert shared.to_json() == alone.to_json()
+        assert shared.to_json()["domains"] == alone.to_json()["domains"]
     assert forking == [2, 2, 3, 3]  # first pass, then the --wait pass, each time
     statuses = {c.status.value for d in alone.domains for c in d.checks}
     assert statuses >= {"success", "pending"} and len(alone.domains) > 6
@@ -599,7 +599,7 @@ def test_a_failed_worker_leaves_its_share_to_the_parent(
     monkeypatch.setattr(DnsClient, "after_fork", broken)
     shared = verify_records(loaded.records(), loaded.platform, nameservers=servers, jobs=2)
     assert forking == [2]
-    assert shared.to_json() == alone.to_json()
+    assert shared.to_json()["domains"] == alone.to_json()["domains"]
     assert "verify worker failed" in caplog.text
 
 

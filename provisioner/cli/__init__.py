@@ -41,11 +41,33 @@ COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 DEFAULT_CONFIG = "provisioner.yaml"
 
+#: Each command's exit codes, as ``--help`` shows them; the README's table says the same
+#: (tests/test_cli_docs.py holds the two together). Usage errors are 1 everywhere.
+EXITS = {
+    "validate": "0 valid, 1 invalid",
+    "records": "0 / 1",
+    "plan": "0, 1 error, 2 changes (with --detailed-exitcode)",
+    "apply": "0 applied, 1 error or not approved (nothing written), 2 applied but the check "
+             "after it failed",
+    "verify": "0 ok, 1 error, 2 failures",
+    "drift": "0 none, 1 error or checks unanswered, 2 drift",
+    "instructions": "0 / 1",
+    "mr-note": "0 / 1",
+    "keys": "0, 1 error, 3 a step refused (keys test: 2 failed)",
+    "new": "0 written, 1 refused (nothing written)",
+    "doctor": "0 ready, 1 a check failed",
+    "completion": "0",
+}
+EXIT_EPILOG = ("exit codes: 0 done; 1 error or usage error; 2 changes, drift, failures, or "
+               "applied but not verified yet; 3 a key step refused; 130 interrupted "
+               "(docs/cli.md)")
+
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = Parser(
         prog="provisioner",
         description="SPF, DKIM, DMARC and MX records for the platform's institutions, as code.",
+        epilog=EXIT_EPILOG,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     # Also before the command (provisioner --config FILE validate), as octoDNS and Terraform
@@ -69,6 +91,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     modules = [COMMANDS[command]] if command in COMMANDS else list(COMMAND_MODULES)
     for name in modules:
         importlib.import_module(name).register(subparsers, common)
+    for name, sub in subparsers.choices.items():
+        if name in EXITS and not sub.epilog:
+            sub.epilog = f"exit: {EXITS[name]}; a usage error exits 1"
     return parser
 
 

@@ -76,7 +76,27 @@ def run(args: argparse.Namespace) -> int:
         print(junit(report))
     else:
         print(text(report))
+    print(summary(report), file=sys.stderr)
     return EXIT_OK if report.ok else EXIT_CHANGES
+
+
+def summary(report: Report) -> str:
+    """The closing line: ok, failed, or unknown when only unanswered checks stand between the
+    domains and ok (never "ok" then)."""
+    counts = report.counts()
+    checks = sum(counts.values())
+    unknown = counts[Status.TEMPORARY_FAILURE.value]
+    bad = counts[Status.FAILED.value] + counts[Status.PENDING.value]
+    verdict = "ok" if report.ok else ("failed" if bad else "unknown")
+    parts = [f"{counts[Status.SUCCESS.value]} ok"]
+    if counts[Status.FAILED.value]:
+        parts.append(f"{counts[Status.FAILED.value]} failed")
+    if counts[Status.PENDING.value]:
+        parts.append(f"{counts[Status.PENDING.value]} pending")
+    if unknown:
+        parts.append(f"{unknown} unknown (no server answered)")
+    return (f"verify: {verdict}: {len(report.domains)} domains, {checks} checks: "
+            + ", ".join(parts))
 
 
 def text(report: Report) -> str:

@@ -150,4 +150,6 @@ class Report:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"domains": [d.to_json() for d in self.domains]}
+        return {"ok": self.ok, "counts": self.counts(), "queries": self.queries,
+                "seconds": round(self.seconds, 3),
+                "domains": [d.to_json() for d in self.domains]}
