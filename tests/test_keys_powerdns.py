@@ -127,10 +127,18 @@ def test_rotation_moves_through_its_gates(
     early = run(root, capsys, "keys", "activate", "mosa", "--nameserver", ns)
     assert early.code == 3 and "[keys.gate]" in early.err
     assert "holds from 2026-12-03T13:00:00Z" in early.err
+    said = json.loads(run(root, capsys, "keys", "activate", "mosa", "--nameserver", ns,
+                          "--format", "json").out)
+    assert said["exit"] == 3 and [(r["code"], r["until"]) for r in said["refusals"]] == [
+        ("keys.gate", "2026-12-03T13:00:00+00:00")]
 
     clock.advance(hours=4)
-    activated = run(root, capsys, "keys", "activate", "mosa", "--nameserver", ns)
+    activated = run(root, capsys, "keys", "activate", "mosa", "--nameserver", ns, "--format",
+                    "json")
     assert activated.code == 0, activated.err
+    assert json.loads(activated.out)["institutions"]["mosa"] == [
+        {"selector": "sel1-mosa", "status": "standby", "key": "sel1-mosa.1"},
+        {"selector": "sel2-mosa", "status": "signing", "key": "sel2-mosa.2"}]
     selectors = states(key_store)
     assert (selectors["sel1-mosa"]["status"], selectors["sel2-mosa"]["status"]) == (
         "standby", "signing")

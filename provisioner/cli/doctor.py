@@ -13,6 +13,7 @@ Exit 0 when every check passes (warnings allowed), 1 otherwise. Nothing is writt
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -38,14 +39,18 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--all-targets", action="store_true", help="check every target")
     p.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS",
                    help="per network check (default 3)")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="json: {ready, checks: [{check, status, detail, fix}]} on stdout")
     p.set_defaults(func=run)
 
 
 class Checks:
-    def __init__(self) -> None:
+    def __init__(self, quiet: bool = False) -> None:
         self.failed = 0
         self.warned = 0
         self.passed = 0
+        self.quiet = quiet
+        self.rows: list[dict[str, str]] = []
 
     def line(self, status: str, what: str, detail: str, fix: str = "") -> None:
         if status == "error":
@@ -56,6 +61,9 @@ class Checks:
             self.passed += 1
         mark = {"ok": "ok     ", "warning": "warning", "error": "error  "}[status]
         what = terminal(what, newlines=False)
+        self.rows.append({"check": what, "status": status, "detail": detail, "fix": fix})
+        if self.quiet:
+            return
         print(f"{mark}  {what}: {detail}" + (f" (fix: {fix})" if fix else ""))
 
     def run(self, what: str, check: Callable[[], tuple[str, str, str]]) -> None:
@@ -72,7 +80,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    checks = Checks()
+    checks = Checks(quiet=args.format == "json")
     started = time.monotonic()
     project = load_project(Path(args.config))
     errors = [p for p in project.problems if p.is_error]
@@ -86,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
                     + (f", {len(warnings)} warning(s)" if warnings else ""),
                     "provisioner validate lists the warnings" if warnings else "")
     if not project.platform.targets:
-        return _done(checks, started)
+        return _done(checks, started, args.format)
     names = args.target or (sorted(project.platform.targets) if args.all_targets
                             else _in_use(project))
     for name in names:
@@ -99,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     if project.platform.manages_keys:
         checks.run("key store", lambda: _key_store(project))
     checks.run("DNS", lambda: _dns(project, args.timeout))
-    return _done(checks, started)
+    return _done(checks, started, args.format)
 
 
 def _in_use(project: Any) -> list[str]:
@@ -108,8 +116,10 @@ def _in_use(project: Any) -> list[str]:
     return sorted(t for t in used if t in project.platform.targets)
 
 
-def _done(checks: Checks, started: float) -> int:
+def _done(checks: Checks, started: float, fmt: str) -> int:
     verdict = "ready" if not checks.failed else "not ready"
+    if fmt == "json":
+        print(json.dumps({"ready": not checks.failed, "checks": checks.rows}, indent=2))
     print(f"doctor: {verdict}: {checks.passed} ok, {checks.warned} warning(s), "
           f"{checks.failed} error(s) ({time.monotonic() - started:.1f} s)", file=sys.stderr)
     return EXIT_ERROR if checks.failed else EXIT_OK

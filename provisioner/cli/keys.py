@@ -14,6 +14,7 @@ octoDNS, in the DKIM zone only; activation reads live DNS first.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -74,22 +75,30 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="the signing key leaked: rotate now, sign with the new key as soon as "
                         "it verifies, revoke the leaked one at once")
     r.add_argument("--reason", default="", help="recorded in the audit trail")
+    r.add_argument("--format", choices=("text", "json"), default="text",
+                       help="json: one document on stdout (docs/cli.md); the lines go to stderr")
     r.set_defaults(func=_outer(run_rotate))
 
     a = sub.add_parser("activate", parents=[common, dns], help="move signing to the new key")
     a.add_argument("codes", nargs="+", metavar="CODE")
     a.add_argument("--selector", metavar="LABEL", help="the selector to activate "
                    "(default: the rotation's new key)")
+    a.add_argument("--format", choices=("text", "json"), default="text",
+                       help="json: one document on stdout (docs/cli.md); the lines go to stderr")
     a.set_defaults(func=_outer(run_activate))
 
     t = sub.add_parser("retire", parents=[common, dns], help="empty the old selector's p=")
     t.add_argument("codes", nargs="+", metavar="CODE")
     t.add_argument("--selector", metavar="LABEL", help="the selector to retire "
                    "(default: the one standing by)")
+    t.add_argument("--format", choices=("text", "json"), default="text",
+                       help="json: one document on stdout (docs/cli.md); the lines go to stderr")
     t.set_defaults(func=_outer(run_retire))
 
     v = sub.add_parser("advance", parents=[common, dns, codes],
                        help="every step whose gates are met (the schedule's job)")
+    v.add_argument("--format", choices=("text", "json"), default="text",
+                       help="json: one document on stdout (docs/cli.md); the lines go to stderr")
     v.set_defaults(func=_outer(run_advance))
 
     g = sub.add_parser("signing", parents=[common, dns, codes],
@@ -103,19 +112,40 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                        help="sign a message with the stored key and verify it via live DNS")
     x.add_argument("code", metavar="CODE")
     x.add_argument("--domain", action="append", default=[], help="only this sender domain")
+    x.add_argument("--format", choices=("text", "json"), default="text",
+                       help="json: one document on stdout (docs/cli.md); the lines go to stderr")
     x.set_defaults(func=_outer(run_test))
 
 
 # --- shared -----------------------------------------------------------------------------------
 
 
+#: What a step did, for ``--format json``: filled by the printing helpers below while the step
+#: runs with its lines sent to stderr. None outside a JSON step.
+_record: dict[str, Any] | None = None
+
+
 def _outer(fn: Any) -> Any:
-    """The step, with --config and -v given before it honoured."""
+    """The step, with --config and -v given before it honoured; with --format json (steps
+    other than status and signing, which print their own), one JSON document on stdout."""
     def run(args: argparse.Namespace) -> int:
+        global _record
         if args.outer_config and args.config == "provisioner.yaml":
             args.config = args.outer_config
         args.verbose = max(args.verbose, args.outer_verbose)
-        code: int = fn(args)
+        if getattr(args, "format", None) != "json" or fn in (run_status, run_signing):
+            code: int = fn(args)
+            return code
+        _record = {"step": args.keys_command, "generated": [], "institutions": {},
+                   "published": [], "refusals": [], "waiting": [], "results": []}
+        out = sys.stdout
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                code = fn(args)
+            document = {"exit": code, **_record}
+        finally:
+            _record = None
+        print(json.dumps(document, indent=2), file=out)
         return code
 
     return run
@@ -175,6 +205,8 @@ def _print_refusals(refusals: Iterable[Refusal]) -> bool:
     any_ = False
     for r in refusals:
         print(f"provisioner: {r}", file=sys.stderr)
+        if _record is not None:
+            _record["refusals"].append(_refusal_json(r))
         any_ = True
     return any_
 
@@ -232,6 +264,9 @@ def _publish(project: Project, states: Mapping[str, InstitutionKeys], codes: Seq
     for z in result.zones:
         for c in z.changes:
             print(f"publish: {c.action} {c.name}.{z.zone.rstrip('.')} TXT on {z.target}")
+            if _record is not None:
+                _record["published"].append({"action": c.action, "name": c.name,
+                                             "zone": z.zone, "target": z.target})
     if not result.has_changes:
         return True
     applied = engine.apply(result)
@@ -242,8 +277,20 @@ def _publish(project: Project, states: Mapping[str, InstitutionKeys], codes: Seq
 def _say(outcome: Outcome) -> None:
     for code, key_id, spec in outcome.generated:
         print(f"{code}: generated key {key_id} ({spec})")
+        if _record is not None:
+            _record["generated"].append({"institution": code, "key": key_id, "spec": str(spec)})
     for code in dict.fromkeys(outcome.changed):
         print(f"{code}: {_summary(outcome.states[code])}")
+        if _record is not None:
+            _record["institutions"][code] = [
+                {"selector": s.label, "status": s.status.value,
+                 "key": s.key.id if s.key else None} for s in outcome.states[code].slots]
+
+
+def _refusal_json(r: Refusal) -> dict[str, Any]:
+    return {"code": r.code, "institution": r.institution, "step": r.step,
+            "selector": r.selector, "message": r.message,
+            "until": r.until.isoformat() if r.until else None}
 
 
 def _summary(state: InstitutionKeys) -> str:
@@ -419,6 +466,8 @@ def run_advance(args: argparse.Namespace, *, quiet_refusals: bool = False) -> in
     for r in outcome.refusals:
         if not quiet_refusals:
             print(f"waiting: {r}")
+        if _record is not None:
+            _record["waiting"].append(_refusal_json(r))
     print(f"advance: {len(codes)} institution(s), {len(set(outcome.changed))} changed, "
           f"{len(outcome.generated)} key(s) generated")
     return EXIT_OK
@@ -535,6 +584,8 @@ def run_test(args: argparse.Namespace) -> int:
         client.close()
     for r in results:
         print(r)
+        if _record is not None:
+            _record["results"].append({"domain": r.domain, "ok": r.ok, "detail": str(r)})
     return EXIT_OK if all(r.ok for r in results) else EXIT_CHANGES
 
 
