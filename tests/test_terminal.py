@@ -62,10 +62,10 @@ def test_colour_on_a_terminal_only_and_its_switches(bad: Project) -> None:
     # the problem's code in bold red, the verdict in red, on the terminal
     assert "\x1b[1;31merror[schema.enum]\x1b[0m" in seen, repr(seen)
     assert "\x1b[1;31minvalid\x1b[0m: " in seen, repr(seen)
-    for switch, env in ((["--no-color"], _env()), ([], _env(NO_COLOR="1")),
-                        ([], _env(TERM="dumb"))):
-        code, seen = _terminal([*args[:1], *switch, *args[1:]], env)
-        assert code == 1 and "error[schema.enum]" in seen and ESC not in seen, (switch, env)
+    for before, after, env in (([], ["--no-color"], _env()), (["--no-color"], [], _env()),
+                               ([], [], _env(NO_COLOR="1")), ([], [], _env(TERM="dumb"))):
+        code, seen = _terminal([*before, *args[:1], *after, *args[1:]], env)
+        assert code == 1 and "error[schema.enum]" in seen and ESC not in seen, (before, after)
     # a pipe gets none, unless FORCE_COLOR asks
     piped = _pipe(args, _env())
     assert piped.returncode == 1 and "error[schema.enum]" in piped.stderr

@@ -40,4 +40,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         text = instructions.markdown(project.platform, inst, records)
     sys.stdout.write(text)
+    external = [d for d in inst.domains if d.target is None]
+    count = sum(1 for r in records if r.institution == inst.code and not r.managed)
+    print(f"instructions: {inst.code}: {len(external)} domain(s) published by the institution, "
+          f"{count} record set(s) to publish" + ("" if external else
+                                                   " (every domain is managed: nothing to do)"),
+          file=sys.stderr)
     return EXIT_OK

@@ -148,6 +148,14 @@ def _shown_plan(args: argparse.Namespace, *, quiet: bool = False) -> Shown | Non
     return shown
 
 
+def _closing(shown: Shown) -> str:
+    counts = _counts(shown.result)
+    keys = sum(len(p.needs) for p in shown.pending)
+    text = (f"{counts['create']} to create, {counts['update']} to update, "
+            f"{counts['delete']} to delete")
+    return text + (f", {keys} key(s) to generate" if keys else "")
+
+
 def _lost_keys(project: Project, result: PlanResult, pending: Iterable[Pending],
                before: PlanResult | None = None) -> list[Problem]:
     """Key records the key state does not know: a selector with no key in the state whose
@@ -184,6 +192,8 @@ def run_plan(args: argparse.Namespace) -> int:
     shown = _shown_plan(args)
     if shown is None:
         return EXIT_ERROR
+    if args.format != "text":  # the text plan ends with this line already
+        print(f"plan: {_closing(shown)}", file=sys.stderr)
     if args.detailed_exitcode and shown.has_changes:
         return EXIT_CHANGES
     return EXIT_OK

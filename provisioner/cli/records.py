@@ -40,4 +40,9 @@ def run(args: argparse.Namespace) -> int:
         out.write("\n".join(zone_file_lines(records)))
     else:
         out.write("\n".join(table_lines(records)) + "\n")
+    zones = len({r.zone for r in records})
+    external = sum(1 for r in records if not r.managed)
+    print(f"records: {len(records)} record sets in {zones} zones"
+          + (f", {external} published by the institutions (dns: external)" if external else ""),
+          file=sys.stderr)
     return EXIT_OK
