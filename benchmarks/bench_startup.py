@@ -53,6 +53,9 @@ def main() -> None:
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(peer),
                         args.peer], check=True)
         try:
+            for checkout in (REPO, peer):  # both byte-compiled, as an installed package is
+                subprocess.run([sys.executable, "-m", "compileall", "-q",
+                                str(checkout / "provisioner")], check=True)
             for checkout in (REPO, peer):  # both import the package they are asked for
                 where = subprocess.run(
                     [sys.executable, "-c", "import provisioner; print(provisioner.__file__)"],

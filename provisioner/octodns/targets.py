@@ -145,8 +145,17 @@ def missing_class(name: str, root: Path | None = None) -> str | None:
     if path is None or path.suffix != ".py":
         return None  # compiled or built in: leave it to the plan
     try:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError):
+        source = path.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+    # The common case, cheaply: the module names the class (defines or imports it). Parsing
+    # it, a few ms per provider at every validate, is for the rare case it does not.
+    if re.search(rf"^(class {re.escape(class_name)}\b|.*\bimport\b.*\b{re.escape(class_name)}\b)",
+                 source, re.MULTILINE):
+        return None
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
         return None
     names: set[str] = set()
     for node in tree.body:
