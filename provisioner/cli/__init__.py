@@ -51,7 +51,7 @@ EXITS = {
              "after it failed",
     "verify": "0 ok, 1 error, 2 failures",
     "drift": "0 none, 1 error or checks unanswered, 2 drift",
-    "instructions": "0 / 1",
+    "instructions": "0 finished (or nothing to do), 1 error, 2 records to do or wrong",
     "mr-note": "0 / 1",
     "keys": "0, 1 error, 3 a step refused (keys test: 2 failed)",
     "new": "0 written, 1 refused (nothing written)",

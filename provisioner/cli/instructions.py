@@ -1,49 +1,77 @@
-"""`provisioner instructions CODE`: exact steps for an institution's DNS administrator."""
+"""`provisioner instructions CODE`: what an institution's DNS administrator must do, computed
+against the live zone, with each record's status (DESIGN §10).
+
+Exit codes as verify's: 0 every record is live and right (or every domain is managed, or
+``--offline``), 2 records still to do or wrong, 1 an error.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
-from provisioner import instructions
-from provisioner.cli.common import EXIT_ERROR, EXIT_OK, load
+from provisioner.cli.common import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, load, positive_seconds
+from provisioner.dnsclient import BadServer, Server
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser(
         "instructions",
         parents=[common],
-        help="the records an institution's DNS administrator must publish",
-        description="Print what an institution's DNS administrator types into the DNS host: "
-        "host, type, value and TTL of each record, with the usual mistakes to avoid.",
+        help="the records an institution's DNS administrator must publish, against the live "
+             "zone, with their status",
+        description="Read each external domain's zone on its authoritative servers, then say "
+                    "exactly what to add, replace or remove there (one merged SPF value, never "
+                    "a weaker DMARC policy), in the DNS host's terms, with each record's live "
+                    "status.",
     )
     p.add_argument("code", metavar="CODE", help="the institution code")
     p.add_argument("--format", choices=("markdown", "html", "bind", "json"), default="markdown")
+    p.add_argument("--lang", choices=("en", "fr"), default="en",
+                   help="the administrator's language (default en)")
+    p.add_argument("--nameserver", metavar="HOST[:PORT]", action="append", default=[],
+                   help="ask this server instead of each zone's authoritative servers "
+                        "(repeatable)")
+    p.add_argument("--timeout", type=positive_seconds, default=1.0, metavar="SECONDS",
+                   help="first timeout of each DNS query (default 1)")
+    p.add_argument("--offline", action="store_true",
+                   help="do not read the live zones: the records, with the generic cautions")
+    p.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from provisioner import external
+    from provisioner.external import render
+
+    try:
+        nameservers = tuple(Server.parse(n) for n in args.nameserver)
+    except BadServer as exc:
+        print(f"provisioner: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     project = load(args, institution=args.code)
     if project is None:
         return EXIT_ERROR
     inst = project.institutions[0]
-    records = project.records()
-    if args.format == "html":
-        text = instructions.html_page(project.platform, inst, records)
-    elif args.format == "json":
-        text = json.dumps(instructions.to_json(project.platform, inst, records), indent=2,
-                          ensure_ascii=False) + "\n"
-    elif args.format == "bind":
-        text = instructions.bind(inst, records)
+    advice = external.build(project.platform, inst, project.records(), nameservers=nameservers,
+                            timeout=args.timeout, live=not args.offline)
+    writer = {"markdown": render.markdown, "html": render.html_page, "bind": render.bind,
+              "json": render.json_text}[args.format]
+    text = writer(advice, args.lang)
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as out:
+                out.write(text)
+        except OSError as exc:
+            print(f"provisioner: cannot write {args.output}: {exc}", file=sys.stderr)
+            return EXIT_ERROR
     else:
-        text = instructions.markdown(project.platform, inst, records)
-    sys.stdout.write(text)
-    external = [d for d in inst.domains if d.target is None]
-    count = sum(1 for r in records if r.institution == inst.code and not r.managed)
-    print(f"instructions: {inst.code}: {len(external)} domain(s) published by the institution, "
-          f"{count} record set(s) to publish" + ("" if external else
-                                                   " (every domain is managed: nothing to do)"),
-          file=sys.stderr)
+        sys.stdout.write(text)
+    from provisioner.external.i18n import translator
+
+    t = translator(args.lang)
+    print(f"instructions: {inst.code}: {render.closing(advice, t)}", file=sys.stderr)
+    if advice.finished is False:
+        return EXIT_CHANGES
     return EXIT_OK

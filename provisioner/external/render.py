@@ -1,0 +1,378 @@
+"""The instructions in four formats that carry the same records, statuses and warnings.
+
+- markdown, for a ticket or an e-mail;
+- a standalone printable HTML page (no external resource; a name never breaks inside a label:
+  line-break opportunities only after dots and separators);
+- a BIND zone snippet, for administrators who edit zone files (steps to remove as comments);
+- JSON, for support tooling (docs/cli.md).
+
+Every sentence goes through the translator (:mod:`provisioner.external.i18n`); every value from
+a file or from live DNS is escaped for its format.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from provisioner.escape import md_code, md_text, terminal
+from provisioner.external import InstitutionAdvice
+from provisioner.external.advice import Action, DomainAdvice, Note, Step
+from provisioner.external.i18n import N_, Translate, translator
+from provisioner.names import to_unicode
+
+ACTION = {Action.ADD: N_("add"), Action.KEEP: N_("already right"),
+          Action.REPLACE: N_("replace"), Action.REMOVE: N_("remove")}
+STATUS = {"done": N_("done"), "to do": N_("to do"), "wrong": N_("wrong"),
+          "unknown": N_("unknown"), "": N_("not checked")}
+
+
+def say(t: Translate, esc: Callable[[str], str], message: str, **fields: Any) -> str:
+    """``message`` translated, its fields escaped for the format by ``esc``."""
+    return t(message).format(**{k: esc(str(v)) for k, v in fields.items()})
+
+
+def _plain(text: str) -> str:
+    return text
+
+
+def _md(text: str) -> str:
+    return md_code(text)
+
+
+def _html(text: str) -> str:
+    return f"<code>{_breakable(text)}</code>"
+
+
+def _escaped(t: Translate) -> Translate:
+    """The translator with the product's own text HTML-escaped (fields are escaped apart)."""
+    def escaped(message: str, **fields: Any) -> str:
+        return html.escape(t(message), quote=False) if not fields else html.escape(
+            t(message, **fields), quote=False)
+    return escaped
+
+
+def _status(step: Step) -> str:
+    if step.action is Action.REMOVE:
+        return ""
+    return step.status
+
+
+def closing(advice: InstitutionAdvice, t: Translate, esc: Callable[[str], str] = _plain) -> str:
+    external = advice.external
+    if not external:
+        return say(t, esc, N_("Every domain of {code} is published by the platform: "
+                              "nothing to do."), code=advice.code)
+    steps = [s for d in external for s in d.steps if s.action is not Action.REMOVE]
+    if advice.finished is None:
+        return say(t, esc, N_("Status not checked: {count} record(s) to publish."),
+                   count=len(steps))
+    if advice.finished:
+        return say(t, esc, N_("Finished: every record of {code} is live and right."),
+                   code=advice.code)
+    left = sum(1 for s in steps if s.status != "done")
+    if advice.unknown:
+        return say(t, esc, N_("Not finished: {left} of {count} record(s) not confirmed yet (some "
+                    "servers did not answer)."), left=left, count=len(steps))
+    return say(t, esc, N_("Not finished: {left} of {count} record(s) still to do or wrong."),
+             left=left, count=len(steps))
+
+
+def _host_lines(dom: DomainAdvice, t: Translate, esc: Callable[[str], str] = _plain
+                ) -> list[str]:
+    lines = []
+    if dom.host.key == "generic":
+        lines.append(say(t, esc, N_("DNS host not recognised from its name servers ({ns}): "
+                                    "the steps below apply to any DNS host."),
+                         ns=", ".join(dom.ns) or "-"))
+    else:
+        lines.append(say(t, esc, N_("DNS host: {host} (from the name servers {ns})."),
+                         host=dom.host.name, ns=", ".join(dom.ns)))
+    lines.append(say(t, esc, N_("Type each Host exactly as shown, relative to the zone "
+                                "{zone}: @ means {zone} itself. Most DNS hosts add the zone "
+                                "name themselves: typing the full name creates {doubled}."),
+                     zone=dom.zone, doubled=f"_dmarc.{dom.zone}.{dom.zone}"))
+    if dom.host.mx_priority_field:
+        lines.append(t(N_("MX: type the priority in its own field and the server name as the "
+                          "value.")))
+    else:
+        lines.append(t(N_("MX: type the priority and the server name together as the value "
+                          "(10 bounce.example.net.).")))
+    if dom.host.txt_quotes:
+        lines.append(t(N_("TXT: type the value in double quotes.")))
+    else:
+        lines.append(t(N_("TXT: type the value without quotes; long values stay on one line.")))
+    lines.append(t(N_("TTL is in seconds (3600 = one hour); a shorter or longer TTL offered by "
+                      "your host's form is fine.")))
+    lines += [t(n) for n in dom.host.notes]
+    return lines
+
+
+def _notes(step: Step, t: Translate) -> list[Note]:
+    return list(step.notes)
+
+
+def _warnings(advice: InstitutionAdvice, t: Translate,
+              esc: Callable[[str], str] = _plain) -> list[str]:
+    out = []
+    for domain, host in advice.report_authorisations:
+        out.append(say(t, esc, N_("DMARC reports for {domain} go to {host}, outside your "
+                                  "domain: {host} must publish {authorisation} TXT v=DMARC1, "
+                                  "or receivers send it no reports (RFC 7489 §7.1)."),
+                       domain=domain, host=host,
+                       authorisation=f"{domain}._report._dmarc.{host}"))
+    return out
+
+
+# --- markdown ---------------------------------------------------------------------------------
+
+
+def markdown(advice: InstitutionAdvice, lang: str = "en") -> str:
+    t = translator(lang)
+    title = say(t, md_text, N_("DNS records for {name} ({code})"), name=advice.name,
+                code=advice.code)
+    out = [f"# {title}", ""]
+    out.append(say(t, md_text, N_("{platform} sends e-mail on behalf of the domains below. "
+                                  "Receivers (Gmail, Yahoo, Outlook) deliver it only when these "
+                                  "records are published in each domain's DNS."),
+                   platform=advice.platform))
+    for dom in advice.domains:
+        shown = to_unicode(dom.domain)
+        # a validated host name: letters, digits, dots and hyphens, safe as it is
+        heading = shown if shown == dom.domain else f"{shown} ({dom.domain})"
+        out += ["", f"## {heading}", ""]
+        if dom.managed:
+            out.append(t(N_("These records are published by the platform: nothing to do.")))
+            continue
+        out += [f"- {line}" for line in _host_lines(dom, t, _md)]
+        out += ["", "| # | " + " | ".join(t(h) for h in (
+            N_("Status"), N_("Action"), N_("Host"), N_("Type"), N_("Priority"), N_("Value"),
+            N_("TTL (s)"))) + " |", "|---|---|---|---|---|---|---|---|"]
+        numbered: list[tuple[int, Note]] = []
+        for i, step in enumerate(dom.steps, start=1):
+            out.append(f"| {i} | {t(STATUS[_status(step)])} | "
+                       f"{t(ACTION[step.action])} | {md_code(step.host)} | {step.type} | "
+                       f"{step.priority if step.priority is not None else ''} | "
+                       f"{md_code(step.value)} | {step.ttl} |")
+            numbered += [(i, n) for n in _notes(step, t)]
+        if numbered or any(s.found for s in dom.steps) or any(s.current for s in dom.steps):
+            out.append("")
+        for i, step in enumerate(dom.steps, start=1):
+            if step.current and step.action is not Action.ADD:
+                out.append(f"- {i}. {t(N_('Now at the DNS host:'))} "
+                           + ", ".join(md_code(c) for c in step.current))
+            if step.found and step.status in ("wrong", "to do"):
+                out.append(f"- {i}. {t(N_('The check found:'))} "
+                           + ", ".join(md_code(c) for c in step.found))
+        for i, n in numbered:
+            mark = "**" + t(N_("Warning")) + "**: " if n.warning else ""
+            out.append(f"- {i}. {mark}{n.text(t, _md)}")
+        for n in dom.notes:
+            out.append(f"- **{t(N_('Warning'))}**: {n.text(t, _md)}")
+    warnings = _warnings(advice, t, _md)
+    if warnings:
+        out += ["", f"## {t(N_('Report addresses'))}", ""]
+        out += [f"- {w}" for w in warnings]
+    out += ["", f"## {t(N_('Afterwards'))}", "",
+            t(N_("Changes can take up to 48 hours to be visible everywhere. The "
+                         "platform checks the records on your authoritative servers and tells "
+                 "you when every one is live; DKIM signing starts then.")),
+            "", f"**{closing(advice, t, _md)}**", ""]
+    return "\n".join(out)
+
+
+# --- HTML -------------------------------------------------------------------------------------
+
+
+_BREAK_AFTER = re.compile(r"([.;,:=\s])")
+
+
+def _breakable(text: str) -> str:
+    """Escaped ``text`` that may break only after a dot or a separator, never inside a label."""
+    return "".join(html.escape(part) + ("<wbr>" if _BREAK_AFTER.fullmatch(part) else "")
+                   for part in _BREAK_AFTER.split(terminal(text, newlines=False)) if part)
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:62em;margin:2em auto;padding:0 1em;
+line-height:1.4;color:#111}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;width:100%;margin:1em 0}
+td,th{border:1px solid #999;padding:.3em .5em;text-align:left;vertical-align:top}
+th{background:#eee}code{font-family:ui-monospace,monospace;white-space:nowrap}
+td.value code{white-space:normal;overflow-wrap:normal;word-break:keep-all}
+.done{color:#064}.wrong,.to-do{color:#a00}.unknown{color:#850}.warning{color:#a00}
+.closing{font-weight:bold;font-size:1.1em}
+@media print{body{margin:0;max-width:none}a{color:inherit}h2{break-after:avoid}
+tr{break-inside:avoid}}
+"""
+
+
+def html_page(advice: InstitutionAdvice, lang: str = "en") -> str:
+    t = translator(lang)
+    e = html.escape
+    title = t(N_("DNS records for {name} ({code})"), name=advice.name, code=advice.code)
+    out = ["<!doctype html>", f'<html lang="{e(lang)}"><head><meta charset="utf-8">',
+           '<meta name="viewport" content="width=device-width,initial-scale=1">',
+           f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
+           f"<h1>{e(title)}</h1>",
+           "<p>" + e(t(N_("{platform} sends e-mail on behalf of the domains below. Receivers "
+                          "(Gmail, Yahoo, Outlook) deliver it only when these records are "
+                          "published in each domain's DNS."), platform=advice.platform))
+           + "</p>"]
+    for dom in advice.domains:
+        shown = to_unicode(dom.domain)
+        heading = shown if shown == dom.domain else f"{shown} ({dom.domain})"
+        out.append(f"<h2>{e(heading)}</h2>")
+        if dom.managed:
+            out.append("<p>" + e(t(N_("These records are published by the platform: nothing "
+                                      "to do."))) + "</p>")
+            continue
+        out.append("<ul>" + "".join(f"<li>{line}</li>"
+                                    for line in _host_lines(dom, _escaped(t), _html)) + "</ul>")
+        heads = (N_("#"), N_("Status"), N_("Action"), N_("Host"), N_("Type"), N_("Priority"),
+                 N_("Value"), N_("TTL (s)"))
+        out.append('<table class="records"><thead><tr>'
+                   + "".join(f"<th>{e(t(h))}</th>" for h in heads) + "</tr></thead><tbody>")
+        for i, step in enumerate(dom.steps, start=1):
+            status = _status(step)
+            out.append(
+                f'<tr data-host="{e(step.host)}" data-type="{e(step.type)}" '
+                f'data-status="{e(status)}" data-action="{e(step.action.value)}">'
+                f"<td>{i}</td>"
+                f'<td class="{e(status.replace(" ", "-"))}">{e(t(STATUS[status]))}</td>'
+                f"<td>{e(t(ACTION[step.action]))}</td>"
+                f"<td><code>{_breakable(step.host)}</code></td><td>{e(step.type)}</td>"
+                f"<td>{'' if step.priority is None else step.priority}</td>"
+                f'<td class="value"><code>{_breakable(step.value)}</code></td>'
+                f"<td>{step.ttl}</td></tr>")
+        out.append("</tbody></table>")
+        items = []
+        for i, step in enumerate(dom.steps, start=1):
+            if step.current and step.action is not Action.ADD:
+                items.append(f"<li>{i}. {e(t(N_('Now at the DNS host:')))} " + ", ".join(
+                    f"<code>{_breakable(c)}</code>" for c in step.current) + "</li>")
+            if step.found and step.status in ("wrong", "to do"):
+                items.append(f"<li>{i}. {e(t(N_('The check found:')))} " + ", ".join(
+                    f"<code>{_breakable(c)}</code>" for c in step.found) + "</li>")
+        for i, step in enumerate(dom.steps, start=1):
+            for n in step.notes:
+                mark = (f'<strong class="warning">{e(t(N_("Warning")))}</strong>: '
+                        if n.warning else "")
+                items.append(f'<li class="note">{i}. {mark}{n.text(_escaped(t), _html)}</li>')
+        for n in dom.notes:
+            items.append(f'<li class="note"><strong class="warning">{e(t(N_("Warning")))}'
+                         f"</strong>: {e(n.text(t))}</li>")
+        if items:
+            out.append("<ul>" + "".join(items) + "</ul>")
+    warnings = _warnings(advice, t)
+    if warnings:
+        out.append(f"<h2>{e(t(N_('Report addresses')))}</h2><ul>"
+                   + "".join(f'<li class="note">{w}</li>' for w in warnings) + "</ul>")
+    out.append(f"<h2>{e(t(N_('Afterwards')))}</h2>")
+    out.append("<p>" + e(t(N_("Changes can take up to 48 hours to be visible everywhere. The "
+                              "platform checks the records on your authoritative servers and "
+                              "tells you when every one is live; DKIM signing starts then.")))
+               + "</p>")
+    out.append(f'<p class="closing">{closing(advice, _escaped(t), _html)}</p></body></html>')
+    return "\n".join(out) + "\n"
+
+
+# --- BIND -------------------------------------------------------------------------------------
+
+
+def _txt(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    chunks = [escaped[i:i + 255] for i in range(0, len(escaped), 255)] or [""]
+    return " ".join(f'"{c}"' for c in chunks)
+
+
+def _comment(text: str) -> str:
+    return "; " + terminal(text, newlines=False)
+
+
+def bind(advice: InstitutionAdvice, lang: str = "en") -> str:
+    t = translator(lang)
+    out = [_comment(t(N_("DNS records for {name} ({code})"), name=advice.name,
+                      code=advice.code))]
+    for dom in advice.external:
+        out += ["", f"$ORIGIN {dom.zone}.", _comment(_host_lines(dom, t)[0])]
+        for i, step in enumerate(dom.steps, start=1):
+            status = _status(step)
+            head = f"{i}. {t(ACTION[step.action])}" + (f", {t(STATUS[status])}" if status
+                                                       else "")
+            out.append(_comment(head))
+            for n in step.notes:
+                prefix = t(N_("Warning")) + ": " if n.warning else ""
+                out.append(_comment(f"   {prefix}{n.text(t)}"))
+            if step.current and step.action is not Action.ADD:
+                out.append(_comment(f"   {t(N_('Now at the DNS host:'))} "
+                                    + " | ".join(step.current)))
+            line = _rr(step)
+            out.append(_comment(line) if step.action is Action.REMOVE else line)
+        for n in dom.notes:
+            out.append(_comment(f"{t(N_('Warning'))}: {n.text(t)}"))
+    for w in _warnings(advice, t):
+        out.append(_comment(w))
+    out += ["", _comment(closing(advice, t)), ""]
+    return "\n".join(out)
+
+
+def _rr(step: Step) -> str:
+    owner = step.fqdn
+    if step.type == "TXT":
+        data = _txt(step.value) if step.action is not Action.REMOVE else step.value
+    elif step.type == "MX":
+        data = f"{step.priority} {step.value}"
+    else:
+        data = step.value if step.value.endswith(".") else step.value + "."
+    return f"{owner} {step.ttl} IN {step.type} {terminal(data, newlines=False)}"
+
+
+# --- JSON -------------------------------------------------------------------------------------
+
+
+def to_json(advice: InstitutionAdvice, lang: str = "en") -> dict[str, Any]:
+    t = translator(lang)
+
+    def notes(items: tuple[Note, ...]) -> list[dict[str, Any]]:
+        return [{"message": n.text(t), "id": n.message, "warning": n.warning} for n in items]
+
+    return {
+        "institution": advice.code, "name": advice.name, "lang": lang,
+        "checked": advice.checked, "finished": advice.finished,
+        "closing": closing(advice, t),
+        "domains": [{
+            "domain": d.domain, "zone": d.zone, "dns": "managed" if d.managed else "external",
+            "host": None if d.managed else {"key": d.host.key, "name": d.host.name or None,
+                                             "ns": list(d.ns),
+                                             "mx_priority_field": d.host.mx_priority_field,
+                                             "txt_quotes": d.host.txt_quotes},
+            "form": [] if d.managed else _host_lines(d, t),
+            "records": [{
+                "host": s.host, "fqdn": s.fqdn, "type": s.type, "ttl": s.ttl,
+                "priority": s.priority, "value": s.value, "action": s.action.value,
+                "status": _status(s) or None, "current": list(s.current),
+                "found": list(s.found), "role": s.role.value, "notes": notes(s.notes),
+            } for s in d.steps],
+            "notes": notes(d.notes),
+            "spf_lookups": {k.rstrip("."): v for k, v in d.spf_lookups.items()},
+        } for d in advice.domains],
+        "report_authorisations": [{"domain": d, "destination": h}
+                                  for d, h in advice.report_authorisations],
+        "warnings": _warnings(advice, t),
+    }
+
+
+def json_text(advice: InstitutionAdvice, lang: str = "en") -> str:
+    return json.dumps(to_json(advice, lang), indent=2, ensure_ascii=False) + "\n"
+
+
+def lines_of(advice: InstitutionAdvice) -> Iterator[tuple[str, str, str, str]]:
+    """(host, type, value, status) of every step: what the four formats must all carry."""
+    for d in advice.external:
+        for s in d.steps:
+            yield (s.host, s.type, s.display_value, _status(s))
