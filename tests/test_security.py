@@ -253,7 +253,7 @@ def test_live_values_and_names_reach_markdown_inert(
     text = target.read_text()
     name_line = next(line for line in text.splitlines() if line.startswith("name:"))
     target.write_text(text.replace(name_line, 'name: "Opera ![x](https://evil.example) @all"'))
-    shown = cli(project, capsys, "instructions", code)
+    shown = cli(project, capsys, "instructions", code, "--offline")
     assert shown.code == 0, shown.err
     assert "![x](https://evil.example)" not in shown.out and "@all" not in shown.out.replace(
         "\\@all", "")

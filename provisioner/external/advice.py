@@ -48,7 +48,8 @@ class Note:
     def text(self, t: Callable[..., str], esc: Callable[[str], str] = str) -> str:
         """Translated, with each field (a name or value, from files or live DNS) passed
         through ``esc``, the format's escaping; the message itself is the product's."""
-        return t(self.message).format(**{k: esc(str(v)) for k, v in self.fields})
+        return t(self.message).format(**{k: v if isinstance(v, int) else esc(str(v))
+                                         for k, v in self.fields})
 
 
 def note(message: str, warning: bool = False, **fields: Any) -> Note:
@@ -192,7 +193,7 @@ def _spf(record: Record, here: LiveName | None, platform_include: str,
         if probed is not None:
             count, result, reason = probed
             lookups[record.fqdn] = count
-            if result == "permerror" and "lookup" in reason.lower():
+            if count > 10 or (result == "permerror" and "lookup" in reason.lower()):
                 notes.append(note(N_(
                     "With the platform's include, this SPF value needs more than 10 DNS "
                     "lookups ({reason}): receivers would reject it (permerror, RFC 7208 "

@@ -26,13 +26,19 @@ from provisioner.names import to_unicode
 
 ACTION = {Action.ADD: N_("add"), Action.KEEP: N_("already right"),
           Action.REPLACE: N_("replace"), Action.REMOVE: N_("remove")}
+NOW = N_("Now at the DNS host:")
+FOUND = N_("The check found:")
+REPORTS = N_("Report addresses")
+AFTERWARDS = N_("Afterwards")
+WARNING = N_("Warning")
 STATUS = {"done": N_("done"), "to do": N_("to do"), "wrong": N_("wrong"),
           "unknown": N_("unknown"), "": N_("not checked")}
 
 
 def say(t: Translate, esc: Callable[[str], str], message: str, **fields: Any) -> str:
     """``message`` translated, its fields escaped for the format by ``esc``."""
-    return t(message).format(**{k: esc(str(v)) for k, v in fields.items()})
+    return t(message).format(**{k: v if isinstance(v, int) else esc(str(v))
+                                for k, v in fields.items()})
 
 
 def _plain(text: str) -> str:
@@ -162,21 +168,21 @@ def markdown(advice: InstitutionAdvice, lang: str = "en") -> str:
             out.append("")
         for i, step in enumerate(dom.steps, start=1):
             if step.current and step.action is not Action.ADD:
-                out.append(f"- {i}. {t(N_('Now at the DNS host:'))} "
+                out.append(f"- {i}. {t(NOW)} "
                            + ", ".join(md_code(c) for c in step.current))
             if step.found and step.status in ("wrong", "to do"):
-                out.append(f"- {i}. {t(N_('The check found:'))} "
+                out.append(f"- {i}. {t(FOUND)} "
                            + ", ".join(md_code(c) for c in step.found))
         for i, n in numbered:
-            mark = "**" + t(N_("Warning")) + "**: " if n.warning else ""
+            mark = "**" + t(WARNING) + "**: " if n.warning else ""
             out.append(f"- {i}. {mark}{n.text(t, _md)}")
         for n in dom.notes:
-            out.append(f"- **{t(N_('Warning'))}**: {n.text(t, _md)}")
+            out.append(f"- **{t(WARNING)}**: {n.text(t, _md)}")
     warnings = _warnings(advice, t, _md)
     if warnings:
-        out += ["", f"## {t(N_('Report addresses'))}", ""]
+        out += ["", f"## {t(REPORTS)}", ""]
         out += [f"- {w}" for w in warnings]
-    out += ["", f"## {t(N_('Afterwards'))}", "",
+    out += ["", f"## {t(AFTERWARDS)}", "",
             t(N_("Changes can take up to 48 hours to be visible everywhere. The "
                          "platform checks the records on your authoritative servers and tells "
                  "you when every one is live; DKIM signing starts then.")),
@@ -253,26 +259,26 @@ def html_page(advice: InstitutionAdvice, lang: str = "en") -> str:
         items = []
         for i, step in enumerate(dom.steps, start=1):
             if step.current and step.action is not Action.ADD:
-                items.append(f"<li>{i}. {e(t(N_('Now at the DNS host:')))} " + ", ".join(
+                items.append(f"<li>{i}. {e(t(NOW))} " + ", ".join(
                     f"<code>{_breakable(c)}</code>" for c in step.current) + "</li>")
             if step.found and step.status in ("wrong", "to do"):
-                items.append(f"<li>{i}. {e(t(N_('The check found:')))} " + ", ".join(
+                items.append(f"<li>{i}. {e(t(FOUND))} " + ", ".join(
                     f"<code>{_breakable(c)}</code>" for c in step.found) + "</li>")
         for i, step in enumerate(dom.steps, start=1):
             for n in step.notes:
-                mark = (f'<strong class="warning">{e(t(N_("Warning")))}</strong>: '
+                mark = (f'<strong class="warning">{e(t(WARNING))}</strong>: '
                         if n.warning else "")
                 items.append(f'<li class="note">{i}. {mark}{n.text(_escaped(t), _html)}</li>')
         for n in dom.notes:
-            items.append(f'<li class="note"><strong class="warning">{e(t(N_("Warning")))}'
+            items.append(f'<li class="note"><strong class="warning">{e(t(WARNING))}'
                          f"</strong>: {e(n.text(t))}</li>")
         if items:
             out.append("<ul>" + "".join(items) + "</ul>")
     warnings = _warnings(advice, t)
     if warnings:
-        out.append(f"<h2>{e(t(N_('Report addresses')))}</h2><ul>"
+        out.append(f"<h2>{e(t(REPORTS))}</h2><ul>"
                    + "".join(f'<li class="note">{w}</li>' for w in warnings) + "</ul>")
-    out.append(f"<h2>{e(t(N_('Afterwards')))}</h2>")
+    out.append(f"<h2>{e(t(AFTERWARDS))}</h2>")
     out.append("<p>" + e(t(N_("Changes can take up to 48 hours to be visible everywhere. The "
                               "platform checks the records on your authoritative servers and "
                               "tells you when every one is live; DKIM signing starts then.")))
@@ -306,15 +312,15 @@ def bind(advice: InstitutionAdvice, lang: str = "en") -> str:
                                                        else "")
             out.append(_comment(head))
             for n in step.notes:
-                prefix = t(N_("Warning")) + ": " if n.warning else ""
+                prefix = t(WARNING) + ": " if n.warning else ""
                 out.append(_comment(f"   {prefix}{n.text(t)}"))
             if step.current and step.action is not Action.ADD:
-                out.append(_comment(f"   {t(N_('Now at the DNS host:'))} "
+                out.append(_comment(f"   {t(NOW)} "
                                     + " | ".join(step.current)))
             line = _rr(step)
             out.append(_comment(line) if step.action is Action.REMOVE else line)
         for n in dom.notes:
-            out.append(_comment(f"{t(N_('Warning'))}: {n.text(t)}"))
+            out.append(_comment(f"{t(WARNING)}: {n.text(t)}"))
     for w in _warnings(advice, t):
         out.append(_comment(w))
     out += ["", _comment(closing(advice, t)), ""]
