@@ -117,10 +117,6 @@ def _host_lines(dom: DomainAdvice, t: Translate, esc: Callable[[str], str] = _pl
     return lines
 
 
-def _notes(step: Step, t: Translate) -> list[Note]:
-    return list(step.notes)
-
-
 def _warnings(advice: InstitutionAdvice, t: Translate,
               esc: Callable[[str], str] = _plain) -> list[str]:
     out = []
@@ -157,25 +153,21 @@ def markdown(advice: InstitutionAdvice, lang: str = "en") -> str:
         out += ["", "| # | " + " | ".join(t(h) for h in (
             N_("Status"), N_("Action"), N_("Host"), N_("Type"), N_("Priority"), N_("Value"),
             N_("TTL (s)"))) + " |", "|---|---|---|---|---|---|---|---|"]
-        numbered: list[tuple[int, Note]] = []
         for i, step in enumerate(dom.steps, start=1):
             out.append(f"| {i} | {t(STATUS[_status(step)])} | "
                        f"{t(ACTION[step.action])} | {md_code(step.host)} | {step.type} | "
                        f"{step.priority if step.priority is not None else ''} | "
                        f"{md_code(step.value)} | {step.ttl} |")
-            numbered += [(i, n) for n in _notes(step, t)]
-        if numbered or any(s.found for s in dom.steps) or any(s.current for s in dom.steps):
-            out.append("")
+        out.append("")
         for i, step in enumerate(dom.steps, start=1):
             if step.current and step.action is not Action.ADD:
-                out.append(f"- {i}. {t(NOW)} "
-                           + ", ".join(md_code(c) for c in step.current))
-            if step.found and step.status in ("wrong", "to do"):
-                out.append(f"- {i}. {t(FOUND)} "
-                           + ", ".join(md_code(c) for c in step.found))
-        for i, n in numbered:
-            mark = "**" + t(WARNING) + "**: " if n.warning else ""
-            out.append(f"- {i}. {mark}{n.text(t, _md)}")
+                out.append(f"- {i}. {t(NOW)} " + ", ".join(md_code(c) for c in step.current))
+            if step.found and step.status in ("wrong", "to do") and \
+                    set(step.found) != set(step.current):
+                out.append(f"- {i}. {t(FOUND)} " + ", ".join(md_code(c) for c in step.found))
+            for n in step.notes:
+                mark = "**" + t(WARNING) + "**: " if n.warning else ""
+                out.append(f"- {i}. {mark}{n.text(t, _md)}")
         for n in dom.notes:
             out.append(f"- **{t(WARNING)}**: {n.text(t, _md)}")
     warnings = _warnings(advice, t, _md)
@@ -193,13 +185,14 @@ def markdown(advice: InstitutionAdvice, lang: str = "en") -> str:
 # --- HTML -------------------------------------------------------------------------------------
 
 
-_BREAK_AFTER = re.compile(r"([.;,:=\s])")
+_SEGMENT = re.compile(r"[^.;,:=\s]*[.;,:=\s]*")
 
 
 def _breakable(text: str) -> str:
-    """Escaped ``text`` that may break only after a dot or a separator, never inside a label."""
-    return "".join(html.escape(part) + ("<wbr>" if _BREAK_AFTER.fullmatch(part) else "")
-                   for part in _BREAK_AFTER.split(terminal(text, newlines=False)) if part)
+    """Escaped ``text`` that may break only after a dot or a separator, never inside a label:
+    each segment is unbreakable (a hyphen included), with a break opportunity between them."""
+    parts = [p for p in _SEGMENT.findall(terminal(text, newlines=False)) if p]
+    return "<wbr>".join(f'<span class="nb">{html.escape(p)}</span>' for p in parts)
 
 
 _CSS = """
@@ -208,10 +201,15 @@ line-height:1.4;color:#111}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;width:100%;margin:1em 0}
 td,th{border:1px solid #999;padding:.3em .5em;text-align:left;vertical-align:top}
-th{background:#eee}code{font-family:ui-monospace,monospace;white-space:nowrap}
-td.value code{white-space:normal;overflow-wrap:normal;word-break:keep-all}
+th{background:#eee}code{font-family:ui-monospace,monospace}.nb,td.host{white-space:nowrap}
 .done{color:#064}.wrong,.to-do{color:#a00}.unknown{color:#850}.warning{color:#a00}
 .closing{font-weight:bold;font-size:1.1em}
+@media (max-width:40em){table.records,table.records tbody,table.records tr,
+table.records td{display:block;width:auto}table.records thead{display:none}
+table.records tr{border:1px solid #999;margin:.6em 0;padding:.2em 0}
+table.records td{border:none;padding:.1em .5em}table.records td:first-child{font-weight:bold}
+table.records td[data-label]::before{content:attr(data-label) ": ";color:#555}
+table.records td:empty{display:none}}
 @media print{body{margin:0;max-width:none}a{color:inherit}h2{break-after:avoid}
 tr{break-inside:avoid}}
 """
@@ -241,6 +239,7 @@ def html_page(advice: InstitutionAdvice, lang: str = "en") -> str:
                                     for line in _host_lines(dom, _escaped(t), _html)) + "</ul>")
         heads = (N_("#"), N_("Status"), N_("Action"), N_("Host"), N_("Type"), N_("Priority"),
                  N_("Value"), N_("TTL (s)"))
+        label = [e(t(h)) for h in heads]
         out.append('<table class="records"><thead><tr>'
                    + "".join(f"<th>{e(t(h))}</th>" for h in heads) + "</tr></thead><tbody>")
         for i, step in enumerate(dom.steps, start=1):
@@ -249,22 +248,26 @@ def html_page(advice: InstitutionAdvice, lang: str = "en") -> str:
                 f'<tr data-host="{e(step.host)}" data-type="{e(step.type)}" '
                 f'data-status="{e(status)}" data-action="{e(step.action.value)}">'
                 f"<td>{i}</td>"
-                f'<td class="{e(status.replace(" ", "-"))}">{e(t(STATUS[status]))}</td>'
-                f"<td>{e(t(ACTION[step.action]))}</td>"
-                f"<td><code>{_breakable(step.host)}</code></td><td>{e(step.type)}</td>"
-                f"<td>{'' if step.priority is None else step.priority}</td>"
-                f'<td class="value"><code>{_breakable(step.value)}</code></td>'
-                f"<td>{step.ttl}</td></tr>")
+                f'<td class="{e(status.replace(" ", "-"))}" data-label="{label[1]}">'
+                f"{e(t(STATUS[status]))}</td>"
+                f'<td data-label="{label[2]}">{e(t(ACTION[step.action]))}</td>'
+                f'<td class="host" data-label="{label[3]}"><code>{e(step.host)}</code></td>'
+                f'<td data-label="{label[4]}">{e(step.type)}</td>'
+                f'<td data-label="{label[5]}">'
+                f"{'' if step.priority is None else step.priority}</td>"
+                f'<td class="value" data-label="{label[6]}"><code>{_breakable(step.value)}'
+                f"</code></td>"
+                f'<td data-label="{label[7]}">{step.ttl}</td></tr>')
         out.append("</tbody></table>")
         items = []
         for i, step in enumerate(dom.steps, start=1):
             if step.current and step.action is not Action.ADD:
                 items.append(f"<li>{i}. {e(t(NOW))} " + ", ".join(
-                    f"<code>{_breakable(c)}</code>" for c in step.current) + "</li>")
-            if step.found and step.status in ("wrong", "to do"):
+                    _html(c) for c in step.current) + "</li>")
+            if step.found and step.status in ("wrong", "to do") and \
+                    set(step.found) != set(step.current):
                 items.append(f"<li>{i}. {e(t(FOUND))} " + ", ".join(
-                    f"<code>{_breakable(c)}</code>" for c in step.found) + "</li>")
-        for i, step in enumerate(dom.steps, start=1):
+                    _html(c) for c in step.found) + "</li>")
             for n in step.notes:
                 mark = (f'<strong class="warning">{e(t(WARNING))}</strong>: '
                         if n.warning else "")
