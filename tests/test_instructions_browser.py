@@ -80,6 +80,10 @@ def test_the_page_shows_its_table_and_never_breaks_a_label(
     made = _instructions(tmp_path, pdns, capsys, "--format", "html", "--output",
                          str(page_file))
     assert made.code == 2, made.err
+    docs = os.environ.get("INSTRUCTIONS_SCREENSHOT_DIR")
+    if docs:  # the same instructions as markdown, for the README
+        shown = _instructions(tmp_path, pdns, capsys)
+        (Path(docs) / "instructions-example.md").write_text(shown.out, encoding="utf-8")
     page = browser.new_page()  # type: ignore[attr-defined]
     outside: list[str] = []
     page.on("request", lambda r: outside.append(r.url)
@@ -101,7 +105,6 @@ def test_the_page_shows_its_table_and_never_breaks_a_label(
             shot = tmp_path / f"instructions-{name}.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
-            docs = os.environ.get("INSTRUCTIONS_SCREENSHOT_DIR")
             if docs:  # refresh docs/instructions-*.png: the README shows them
                 shutil.copy(shot, Path(docs) / shot.name)
         assert outside == []
