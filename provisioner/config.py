@@ -21,6 +21,7 @@ from provisioner.expand import expand
 from provisioner.keys.policy import KeyPolicy, KeySpec, StoreConfig, parse_duration
 from provisioner.model import (
     DmarcPolicy,
+    DomainConnect,
     DnsMode,
     Domain,
     Institution,
@@ -149,6 +150,27 @@ def load_project(config_path: Path, files: Sequence[Path] | None = None) -> Proj
 
 
 # --- platform --------------------------------------------------------------------------------
+
+
+def _domain_connect(data: Mapping[str, Any], name: str, zones: Mapping[str, str],
+                    doc: Document, problems: list[Problem]) -> DomainConnect | None:
+    """``domain_connect`` (schema-valid) as settings; its key domain must be ours to publish."""
+    dc = data.get("domain_connect")
+    if not isinstance(dc, Mapping):
+        return None
+    key_domain = str(dc["sync_pub_key_domain"]).lower().rstrip(".")
+    if not any(key_domain == z or key_domain.endswith("." + z) for z in zones):
+        problems.append(Problem(
+            "domain-connect.key-domain",
+            f"sync_pub_key_domain {key_domain} is in no platform zone: the product could not "
+            "publish the signing key there", doc.where(("domain_connect", "sync_pub_key_domain")),
+            "use a platform zone (or a name within one), e.g. one of: " + ", ".join(zones)))
+    return DomainConnect(
+        provider_id=str(dc["provider_id"]).lower(), service_id=str(dc["service_id"]),
+        provider_name=str(dc.get("provider_name") or name),
+        service_name=str(dc.get("service_name") or "E-mail sending"),
+        sync_pub_key_domain=key_domain, key_host=str(dc.get("key_host", "_dck1")),
+        return_path=str(dc.get("return_path", "bounce")), logo_url=dc.get("logo_url"))
 
 
 def _empty_platform(origin: Origin) -> Platform:
@@ -343,6 +365,7 @@ def _build_platform(doc: Document, problems: list[Problem], root: Path) -> Platf
         platform_zones=MappingProxyType(zones),
         ttl=ttl,
         origin=origin,
+        domain_connect=_domain_connect(data, p["name"], zones, doc, problems),
         keys=keys,
     )
 

@@ -47,6 +47,20 @@ class Selector:
 
 
 @dataclass(frozen=True, slots=True)
+class DomainConnect:
+    """The platform's Domain Connect template settings (provisioner.yaml ``domain_connect``)."""
+
+    provider_id: str
+    service_id: str
+    provider_name: str
+    service_name: str
+    sync_pub_key_domain: str
+    key_host: str = "_dck1"
+    return_path: str = "bounce"
+    logo_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Platform:
     name: str
     spf_include: str
@@ -67,6 +81,7 @@ class Platform:
     # The k= of each label's key when it is not rsa (ed25519, RFC 8463).
     dkim_key_types: Mapping[str, str] = field(default_factory=_frozen)
     keys: KeyPolicy = field(default_factory=KeyPolicy)
+    domain_connect: DomainConnect | None = None
 
     @property
     def manages_keys(self) -> bool:
