@@ -8,12 +8,17 @@ PYTEST_ARGS ?=
 .PHONY: run venv system-deps lint typecheck test bench clean
 
 # pip's and setuptools' own chatter goes to $(VENV)/install.log, shown only if the install fails.
+# domainconnectzone (Domain Connect's reference implementation, for the simulated apply) goes in
+# without its declared dependencies: it asks for dnspython3, a shim pinning dnspython 1.15,
+# which octoDNS and the product cannot run on; it runs on dnspython 2 (measured: its one use is
+# dns.resolver), and its other dependencies are the extra "domainconnect".
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { echo "make: cannot create $(VENV): install python3-venv (apt-get install python3-venv)" >&2; exit 1; }
 	@echo "installing mailauth-provisioner into $(VENV) (log: $(VENV)/install.log)"
 	@{ $(BIN)/pip install -q --disable-pip-version-check --upgrade pip && \
-	   $(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'; } >$(VENV)/install.log 2>&1 \
-	   || { tail -20 $(VENV)/install.log >&2; exit 1; }
+	   $(BIN)/pip install -q --disable-pip-version-check -e '.[dev,domainconnect]' && \
+	   $(BIN)/pip install -q --disable-pip-version-check --no-deps 'domainconnectzone==4.0.0'; \
+	 } >$(VENV)/install.log 2>&1 || { tail -20 $(VENV)/install.log >&2; exit 1; }
 	@touch $@
 
 venv: $(BIN)/.installed

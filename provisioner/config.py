@@ -21,9 +21,9 @@ from provisioner.expand import expand
 from provisioner.keys.policy import KeyPolicy, KeySpec, StoreConfig, parse_duration
 from provisioner.model import (
     DmarcPolicy,
-    DomainConnect,
     DnsMode,
     Domain,
+    DomainConnect,
     Institution,
     Platform,
     Record,
@@ -170,7 +170,8 @@ def _domain_connect(data: Mapping[str, Any], name: str, zones: Mapping[str, str]
         provider_name=str(dc.get("provider_name") or name),
         service_name=str(dc.get("service_name") or "E-mail sending"),
         sync_pub_key_domain=key_domain, key_host=str(dc.get("key_host", "_dck1")),
-        return_path=str(dc.get("return_path", "bounce")), logo_url=dc.get("logo_url"))
+        return_path=str(dc.get("return_path", "bounce")), logo_url=dc.get("logo_url"),
+        public_key=dc.get("public_key"))
 
 
 def _empty_platform(origin: Origin) -> Platform:

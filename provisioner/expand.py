@@ -163,6 +163,11 @@ def _platform_records(platform: Platform, institutions: Iterable[Institution]) -
     spf = rec(platform.spf_include, (platform_spf_value(platform),), Role.PLATFORM_SPF)
     if spf is not None and platform.sending_ips:
         yield spf
+    dc = platform.domain_connect
+    if dc is not None and dc.public_key:
+        signing = rec(dc.key_name, dc.key_fragments(), Role.DOMAIN_CONNECT_KEY)
+        if signing is not None:
+            yield signing
     for inst in institutions:
         if platform.dkim_public_keys and inst.uses_dkim:
             for sel in platform.selectors:

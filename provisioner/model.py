@@ -58,6 +58,19 @@ class DomainConnect:
     key_host: str = "_dck1"
     return_path: str = "bounce"
     logo_url: str | None = None
+    public_key: str | None = None  # base64 DER of the signing key's public half
+
+    @property
+    def key_name(self) -> str:
+        return f"{self.key_host}.{self.sync_pub_key_domain}"
+
+    def key_fragments(self) -> tuple[str, ...]:
+        """The public key as the spec's TXT fragments ``p=N,a=RS256,d=...``, in order."""
+        if not self.public_key:
+            return ()
+        data, size = self.public_key, 200
+        return tuple(f"p={n},a=RS256,d={data[i:i + size]}"
+                     for n, i in enumerate(range(0, len(data), size), start=1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +205,7 @@ class Role(StrEnum):
     RETURN_PATH_MX = "return_path_mx"
     RETURN_PATH_SPF = "return_path_spf"
     DKIM_KEY = "dkim_key"
+    DOMAIN_CONNECT_KEY = "domain_connect_key"
     DMARC_REPORT_AUTH = "dmarc_report_auth"
     PLATFORM_SPF = "platform_spf"
 

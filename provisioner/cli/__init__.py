@@ -35,6 +35,7 @@ COMMANDS = {
     "new": "provisioner.cli.new",
     "doctor": "provisioner.cli.doctor",
     "completion": "provisioner.cli.completion",
+    "domainconnect": "provisioner.cli.domainconnect",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
@@ -57,6 +58,7 @@ EXITS = {
     "new": "0 written, 1 refused (nothing written)",
     "doctor": "0 ready, 1 a check failed",
     "completion": "0",
+    "domainconnect": "0 / 1 (template --check: 1 out of date)",
 }
 EXIT_EPILOG = ("exit codes: 0 done; 1 error or usage error; 2 changes, drift, failures, or "
                "applied but not verified yet; 3 a key step refused; 130 interrupted "

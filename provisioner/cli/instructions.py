@@ -54,8 +54,13 @@ def run(args: argparse.Namespace) -> int:
     if project is None:
         return EXIT_ERROR
     inst = project.institutions[0]
+    key = None
+    if project.platform.domain_connect is not None and not args.offline:
+        from provisioner.cli.domainconnect import signing_key
+
+        key = signing_key(project)
     advice = external.build(project.platform, inst, project.records(), nameservers=nameservers,
-                            timeout=args.timeout, live=not args.offline)
+                            timeout=args.timeout, live=not args.offline, signing_key=key)
     writer = {"markdown": render.markdown, "html": render.html_page, "bind": render.bind,
               "json": render.json_text}[args.format]
     text = writer(advice, args.lang)

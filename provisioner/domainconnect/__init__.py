@@ -51,7 +51,9 @@ def records(platform: Platform) -> list[dict[str, Any]]:
                 "pointsTo": platform.return_path_mx, "priority": 10, "ttl": ttl})
     out.append({"groupId": "returnpath", "type": "SPFM", "host": dc.return_path,
                 "spfRules": f"include:{platform.spf_include}"})
-    rua = f"; rua={platform.dmarc_rua}" if platform.dmarc_rua else ""
+    # The institution's own report addresses go before the platform's, from a variable inside
+    # fixed text (%dmarc_rua% is "mailto:a@b," or empty; the signed URL fixes its value).
+    rua = f"; rua=%dmarc_rua%{platform.dmarc_rua}" if platform.dmarc_rua else ""
     out.append({"groupId": "dmarc", "type": "TXT", "host": "_dmarc",
                 "data": f"v=DMARC1; p=%dmarc_policy%{rua}", "ttl": ttl,
                 "txtConflictMatchingMode": "All", "essential": "OnApply"})
@@ -71,7 +73,8 @@ def template(platform: Platform, version: int = 1) -> dict[str, Any]:
         "description": f"Lets {dc.provider_name} send e-mail for the domain: DKIM, SPF, the "
                        "return path and DMARC, each group applicable alone.",
         "variableDescription": "code: the institution's code at the platform; dmarc_policy: "
-                               "none, quarantine or reject",
+                               "none, quarantine or reject; dmarc_rua: the domain's own "
+                               "report addresses, each followed by a comma, or empty",
         "records": records(platform),
     }
     if dc.logo_url:

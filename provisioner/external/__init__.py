@@ -10,10 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from provisioner.dnsclient import DnsClient, Server
 from provisioner.expand import report_destinations
-from provisioner.external.advice import Action, DomainAdvice, SpfProbe, Step, advise
+from provisioner.external.advice import (
+    Action,
+    DomainAdvice,
+    OneClick,
+    SpfProbe,
+    Step,
+    advise,
+)
 from provisioner.external.hosts import recognise
 from provisioner.external.live import LiveResolver, LiveZone, read_zone
 from provisioner.model import Institution, Platform, Record, Role, is_within
@@ -52,7 +60,9 @@ class InstitutionAdvice:
 
 def build(platform: Platform, institution: Institution, records: Sequence[Record], *,
           nameservers: Sequence[Server] = (), timeout: float = 1.0,
-          live: bool = True) -> InstitutionAdvice:
+          live: bool = True, signing_key: bytes | None = None) -> InstitutionAdvice:
+    """``signing_key``: the Domain Connect private key (PEM) from the key store; without it
+    (or without ``domain_connect`` in provisioner.yaml) no link is offered."""
     mine = [r for r in records if r.institution == institution.code]
     domains: list[DomainAdvice] = []
     client = DnsClient(nameservers=tuple(nameservers), timeout=timeout) if live else None
@@ -68,8 +78,12 @@ def build(platform: Platform, institution: Institution, records: Sequence[Record
                 zone = read_zone(client, dom.zone, [r.fqdn for r in own])
                 probe = _spf_probe(client, zone, platform)
             host = recognise(zone.ns if zone else ())
-            domains.append(advise(dom.name, dom.zone, own, zone, host, platform.spf_include,
-                                  probe))
+            advice = advise(dom.name, dom.zone, own, zone, host, platform.spf_include, probe)
+            if client is not None and zone is not None and not zone.problem and \
+                    platform.domain_connect is not None:
+                advice = replace(advice, one_click=_one_click(
+                    client, platform, institution, dom, own, zone, host, probe, signing_key))
+            domains.append(advice)
     finally:
         if client is not None:
             client.close()
@@ -86,6 +100,97 @@ def build(platform: Platform, institution: Institution, records: Sequence[Record
                 pairs.append((dom.name, dest))
     return InstitutionAdvice(institution.code, institution.name, platform.name, tuple(domains),
                              tuple(pairs), checked)
+
+
+_GROUP_OF = {Role.DKIM: "dkim", Role.SPF: "spf", Role.RETURN_PATH_MX: "returnpath",
+             Role.RETURN_PATH_SPF: "returnpath", Role.DMARC: "dmarc"}
+
+
+def _one_click(client: DnsClient, platform: Platform, institution: Institution, dom: Any,
+               own: list[Record], zone: LiveZone, host: Any, probe: SpfProbe | None,
+               signing_key: bytes | None) -> OneClick:
+    """Discover the host's support, simulate the apply on the zone as it is, and sign the link
+    for the groups whose result the product's own checks find right."""
+    from provisioner import domainconnect
+    from provisioner.domainconnect import discover, sign, simulate
+
+    dc = platform.domain_connect
+    assert dc is not None
+    found = discover.support(client, zone.zone, zone.servers, dc.provider_id, dc.service_id)
+    if not found.supported or found.url_sync_ux is None:
+        return OneClick(found.provider_name, None, reason=found.reason)
+    wanted = ["dkim", "spf", "returnpath", "dmarc"]
+    if not dom.dkim:
+        wanted.remove("dkim")
+    left: dict[str, str] = {}
+    if dom.return_path != dc.return_path:
+        wanted.remove("returnpath")
+        if dom.return_path:
+            left["returnpath"] = (f"the template publishes the return path {dc.return_path}, "
+                                  f"the declaration {dom.return_path}")
+    rel = dom.relative_name
+    params = {"domain": zone.zone.rstrip("."), **({"host": rel} if rel else {}),
+              "code": institution.code, "dmarc_policy": dom.dmarc.policy,
+              "dmarc_rua": "".join(f"{u}," for u in dom.dmarc.rua)}
+    variables = {k: v for k, v in params.items() if k not in ("domain", "host")}
+    template = domainconnect.template(platform)
+    final, error = simulate.apply(template, zone, zone.zone, rel, variables, wanted)
+    if error:
+        return OneClick(found.provider_name, None, reason=f"simulated apply failed: {error}")
+    after = advise(dom.name, dom.zone, own, simulate.live_after(zone, final), host,
+                   platform.spf_include, probe)
+    for step in after.steps:
+        group = _GROUP_OF.get(step.role)
+        if group in wanted and (step.action is not Action.KEEP or
+                                any(n.warning for n in step.notes)):
+            wanted.remove(group)
+            now = " | ".join(step.current) or "nothing"
+            left[group] = (f"after the simulated apply, {step.fqdn.rstrip('.')} {step.type} "
+                           f"would hold {now}, where {step.display_value} is needed")
+            warned = next((n for n in step.notes if n.warning), None)
+            if warned is not None and step.action is Action.KEEP:
+                left[group] = "after the simulated apply: " + warned.text(lambda m: m)
+    weaker = _weakened_dmarc(zone, simulate.live_after(zone, final), dom.name)
+    if weaker and "dmarc" in wanted:
+        wanted.remove("dmarc")
+        left["dmarc"] = weaker
+    if not wanted:
+        return OneClick(found.provider_name, None, (), tuple(left.items()),
+                        "no group applies cleanly")
+    if signing_key is None or not dc.public_key or \
+            sign.public_base64(signing_key) != dc.public_key:
+        return OneClick(found.provider_name, None, tuple(wanted), tuple(left.items()),
+                        "the signing key is not in the key store, or is not the published one")
+    link_params = {**params, "groupId": ",".join(wanted)}
+    url = sign.apply_url(found.url_sync_ux, dc.provider_id, dc.service_id, link_params,
+                         signing_key, dc.key_host)
+    return OneClick(found.provider_name, url, tuple(wanted), tuple(left.items()), "supported")
+
+
+def _weakened_dmarc(before: LiveZone, after: LiveZone, domain: str) -> str | None:
+    """Why the apply would weaken the live DMARC policy (never done), or None."""
+    from provisioner.verify.dmarc import is_dmarc, parse_dmarc
+
+    strength = {"none": 0, "quarantine": 1, "reject": 2}
+    name = f"_dmarc.{domain}"
+
+    def policy(zone: LiveZone) -> dict[str, str]:
+        for text in zone.at(name).txt:
+            if is_dmarc(text):
+                try:
+                    return {k: v.lower() for k, v in parse_dmarc(text).items()}
+                except ValueError:
+                    return {}
+        return {}
+
+    old, new = policy(before), policy(after)
+    for tag in ("p", "sp"):
+        if tag in old and strength.get(new.get(tag, new.get("p", "none")), 0) < \
+                strength.get(old[tag], 0):
+            return (f"the apply would replace the live {tag}={old[tag]} with "
+                    f"{tag}={new.get(tag, new.get('p', 'none'))}: a DMARC policy is never "
+                    "weakened")
+    return None
 
 
 def _spf_probe(client: DnsClient, zone: LiveZone, platform: Platform) -> SpfProbe:

@@ -77,6 +77,18 @@ class Step:
 
 
 @dataclass(frozen=True)
+class OneClick:
+    """Domain Connect for one domain: the signed link when the host supports the template and
+    the simulated apply comes out right, the groups it applies, and why others are left out."""
+
+    host_name: str | None
+    url: str | None
+    groups: tuple[str, ...] = ()
+    left_out: tuple[tuple[str, str], ...] = ()
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class DomainAdvice:
     domain: str
     zone: str
@@ -87,6 +99,7 @@ class DomainAdvice:
     live_problem: str | None = None
     ns: tuple[str, ...] = ()
     spf_lookups: dict[str, int] = field(default_factory=dict)
+    one_click: OneClick | None = None
 
     @property
     def to_do(self) -> tuple[Step, ...]:

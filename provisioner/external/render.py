@@ -31,6 +31,7 @@ FOUND = N_("The check found:")
 REPORTS = N_("Report addresses")
 AFTERWARDS = N_("Afterwards")
 WARNING = N_("Warning")
+ONE_CLICK = N_("Set up with one click")
 STATUS = {"done": N_("done"), "to do": N_("to do"), "wrong": N_("wrong"),
           "unknown": N_("unknown"), "": N_("not checked")}
 
@@ -117,6 +118,33 @@ def _host_lines(dom: DomainAdvice, t: Translate, esc: Callable[[str], str] = _pl
     return lines
 
 
+GROUPS = {"dkim": N_("DKIM"), "spf": N_("SPF"), "returnpath": N_("return path"),
+          "dmarc": N_("DMARC")}
+
+
+def _one_click(dom: DomainAdvice, t: Translate, esc: Callable[[str], str] = _plain
+               ) -> tuple[str | None, list[str]]:
+    """(the link or None, the sentences about it) for a domain."""
+    oc = dom.one_click
+    if oc is None:
+        return None, []
+    lines: list[str] = []
+    if oc.url:
+        from urllib.parse import urlsplit
+
+        lines.append(say(t, esc, N_("One-click set-up: your DNS host supports Domain Connect. "
+                                    "The link opens {site}, where you confirm; it applies: "
+                                    "{groups}."), site=urlsplit(oc.url).netloc,
+                         groups=", ".join(t(GROUPS[g]) for g in oc.groups)))
+    else:
+        lines.append(say(t, esc, N_("One-click set-up is not available ({why}): follow the "
+                                    "steps below."), why=oc.reason))
+    for group, why in oc.left_out:
+        lines.append(say(t, esc, N_("Not in the link: {group} ({why}); follow its steps "
+                                    "below."), group=t(GROUPS[group]), why=why))
+    return oc.url, lines
+
+
 def _warnings(advice: InstitutionAdvice, t: Translate,
               esc: Callable[[str], str] = _plain) -> list[str]:
     out = []
@@ -150,6 +178,13 @@ def markdown(advice: InstitutionAdvice, lang: str = "en") -> str:
             out.append(t(N_("These records are published by the platform: nothing to do.")))
             continue
         out += [f"- {line}" for line in _host_lines(dom, t, _md)]
+        url, said = _one_click(dom, t, _md)
+        if said:
+            out.append("")
+            if url:
+                out.append(f"**[{t(ONE_CLICK)}](<{terminal(url, newlines=False)}>)**")
+                out.append("")
+            out += [f"- {line}" for line in said]
         out += ["", "| # | " + " | ".join(t(h) for h in (
             N_("Status"), N_("Action"), N_("Host"), N_("Type"), N_("Priority"), N_("Value"),
             N_("TTL (s)"))) + " |", "|---|---|---|---|---|---|---|---|"]
@@ -204,6 +239,8 @@ td,th{border:1px solid #999;padding:.3em .5em;text-align:left;vertical-align:top
 th{background:#eee}code{font-family:ui-monospace,monospace}.nb,td.host{white-space:nowrap}
 .done{color:#064}.wrong,.to-do{color:#a00}.unknown{color:#850}.warning{color:#a00}
 .closing{font-weight:bold;font-size:1.1em}
+.one-click a{display:inline-block;padding:.5em 1em;background:#064;color:#fff;border-radius:.3em;
+text-decoration:none;font-weight:bold}
 @media (max-width:40em){table.records,table.records tbody,table.records tr,
 table.records td{display:block;width:auto}table.records thead{display:none}
 table.records tr{border:1px solid #999;margin:.6em 0;padding:.2em 0}
@@ -239,6 +276,12 @@ def html_page(advice: InstitutionAdvice, lang: str = "en") -> str:
                                     for line in _host_lines(dom, _escaped(t), _html)) + "</ul>")
         heads = (N_("#"), N_("Status"), N_("Action"), N_("Host"), N_("Type"), N_("Priority"),
                  N_("Value"), N_("TTL (s)"))
+        url, said = _one_click(dom, _escaped(t), _html)
+        if said:
+            if url:
+                out.append(f'<p class="one-click"><a href="{e(url)}">'
+                           f"{e(t(ONE_CLICK))}</a></p>")
+            out.append("<ul>" + "".join(f"<li>{line}</li>" for line in said) + "</ul>")
         label = [e(t(h)) for h in heads]
         out.append('<table class="records"><thead><tr>'
                    + "".join(f"<th>{e(t(h))}</th>" for h in heads) + "</tr></thead><tbody>")
@@ -309,6 +352,10 @@ def bind(advice: InstitutionAdvice, lang: str = "en") -> str:
                       code=advice.code))]
     for dom in advice.external:
         out += ["", f"$ORIGIN {dom.zone}.", _comment(_host_lines(dom, t)[0])]
+        url, said = _one_click(dom, t)
+        out += [_comment(line) for line in said]
+        if url:
+            out.append(_comment(url))
         for i, step in enumerate(dom.steps, start=1):
             status = _status(step)
             head = f"{i}. {t(ACTION[step.action])}" + (f", {t(STATUS[status])}" if status
@@ -369,6 +416,11 @@ def to_json(advice: InstitutionAdvice, lang: str = "en") -> dict[str, Any]:
             } for s in d.steps],
             "notes": notes(d.notes),
             "spf_lookups": {k.rstrip("."): v for k, v in d.spf_lookups.items()},
+            "one_click": None if d.one_click is None else {
+                "url": d.one_click.url, "groups": list(d.one_click.groups),
+                "left_out": [{"group": g, "why": w} for g, w in d.one_click.left_out],
+                "reason": d.one_click.reason, "host": d.one_click.host_name,
+                "said": _one_click(d, t)[1]},
         } for d in advice.domains],
         "report_authorisations": [{"domain": d, "destination": h}
                                   for d, h in advice.report_authorisations],
