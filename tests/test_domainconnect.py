@@ -241,6 +241,14 @@ def test_signed_link_after_discovery_and_simulation(
     fragments = pdns.rrsets("dmarc.secutix.com.")[("_dck1", "TXT")][1]
     assert "".join(sorted(f.strip('"') for f in fragments)).count("a=RS256") == len(fragments)
 
+    def key_check() -> dict[str, Any]:
+        verified = run(tmp_path, capsys, "verify", "--nameserver", f"127.0.0.1:{pdns.dns_port}",
+                       "--timeout", "0.5", "--format", "json")
+        return next(c for d in json.loads(verified.out)["domains"] for c in d["checks"]
+                    if c["check"] == "domainconnect")
+
+    assert key_check()["status"] == "success"
+
     shown = run(tmp_path, capsys, "instructions", "acme", "--nameserver",
                 f"127.0.0.1:{pdns.dns_port}", "--timeout", "0.5", "--format", "json")
     (dom,) = json.loads(shown.out)["domains"]
@@ -276,6 +284,12 @@ def test_signed_link_after_discovery_and_simulation(
                                                     unquote(signature), key)
     assert public in "".join(f.strip('"').split("d=")[1] for f in sorted(
         fragments, key=lambda f: int(f.strip('"').split(",")[0][2:])))
+    # a fragment changed at the host: verify says so (hosts would refuse every link)
+    pdns.request("PATCH", "zones/dmarc.secutix.com.", {"rrsets": [
+        {"name": "_dck1.dmarc.secutix.com.", "type": "TXT", "ttl": 3600,
+         "changetype": "REPLACE", "records": [{"content": '"p=1,a=RS256,d=AAAA"',
+                                                "disabled": False}]}]})
+    assert (key_check()["status"], key_check()["reason"]) == ("failed", "mismatch")
     # the link is in the markdown and the HTML too
     md = run(tmp_path, capsys, "instructions", "acme", "--nameserver",
              f"127.0.0.1:{pdns.dns_port}", "--timeout", "0.5").out
@@ -322,3 +336,33 @@ def test_hosts_without_the_template_get_the_manual_steps(
 
 def test_the_query_string_encodes_a_space_as_percent_20() -> None:
     assert sign.query_string({"a": "x y", "b": "c&d=e"}) == "a=x%20y&b=c%26d%3De"
+
+
+@pytest.mark.parametrize(("records", "groups", "left"), [
+    ([], ["dkim", "spf", "dmarc"], ["returnpath"]),
+    # SPFM merges the include into the customer's SPF: their senders stay
+    ([("", "TXT", ['"v=spf1 include:_spf.google.com ~all"'])], ["dkim", "spf", "dmarc"],
+     ["returnpath"]),
+    # a selector pointing elsewhere: the template's CNAME replaces it
+    ([("stxsel1._domainkey", "CNAME", ["s1.other-esp.example."])], ["dkim", "spf", "dmarc"],
+     ["returnpath"]),
+    # their report address would be dropped by the All mode: DMARC stays manual
+    ([("_dmarc", "TXT", ['"v=DMARC1; p=none; rua=mailto:agg@their-vendor.example"'])],
+     ["dkim", "spf"], ["returnpath", "dmarc"]),
+    # the return path already receives mail elsewhere
+    ([("bounce", "MX", ["5 mx.acme-mail.example."])], ["dkim", "spf", "dmarc"],
+     ["returnpath"]),
+])
+def test_the_simulated_apply_on_each_starting_state(
+    tmp_path: Path, pdns: PdnsServer, capsys: pytest.CaptureFixture[str],  # noqa: F811
+    https_host: dict[str, Any], records: list[Any], groups: list[str], left: list[str],
+) -> None:
+    _dc_project(tmp_path, pdns, capsys)
+    _platform(pdns, senders=0)
+    _zone(pdns, [("_domainconnect", "TXT", [f'"localhost:{https_host["port"]}"']), *records])
+    shown = run(tmp_path, capsys, "instructions", "acme", "--nameserver",
+                f"127.0.0.1:{pdns.dns_port}", "--timeout", "0.5", "--format", "json")
+    oc = json.loads(shown.out)["domains"][0]["one_click"]
+    assert oc["groups"] == groups, oc["left_out"]
+    assert [g["group"] for g in oc["left_out"]] == left
+    assert f"groupId={'%2C'.join(groups)}" in oc["url"]

@@ -184,6 +184,12 @@ def _weakened_dmarc(before: LiveZone, after: LiveZone, domain: str) -> str | Non
         return {}
 
     old, new = policy(before), policy(after)
+    kept = {u.strip().lower() for u in new.get("rua", "").split(",")}
+    dropped = [u.strip() for u in old.get("rua", "").split(",")
+               if u.strip() and u.strip().lower() not in kept]
+    if dropped:
+        return (f"the apply would drop the report address {', '.join(dropped)} from the live "
+                "DMARC record")
     for tag in ("p", "sp"):
         if tag in old and strength.get(new.get(tag, new.get("p", "none")), 0) < \
                 strength.get(old[tag], 0):

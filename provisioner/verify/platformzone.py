@@ -68,6 +68,26 @@ def check_report_authorisation(view: View, record: Record) -> CheckResult:
                        "receivers do not send the reports (RFC 7489 §7.1)", expected, texts)
 
 
+def check_domain_connect_key(view: View, record: Record) -> CheckResult:
+    """The Domain Connect signing key (role DOMAIN_CONNECT_KEY): the TXT set at its name must
+    be exactly the expected fragments, or hosts rebuild another key (or none) and refuse
+    every signed link."""
+    name = record.fqdn.rstrip(".")
+    expected = tuple(str(v) for v in record.values)
+    answer, _ = view.follow(name, "TXT")
+    if answer.reason:
+        return CheckResult("domainconnect", name, status_of_lookup(answer.reason),
+                           answer.reason, f"no signing key at {name} yet ({answer.reason})",
+                           expected)
+    found = tuple(str(v) for v in answer.values)
+    if sorted(found) == sorted(expected):
+        return success("domainconnect", name, f"the signing key's {len(found)} fragment(s) "
+                       "are published", expected, found)
+    return CheckResult("domainconnect", name, Status.FAILED, "mismatch",
+                       f"the TXT set at {name} is not the signing key's {len(expected)} "
+                       "fragment(s): DNS hosts would refuse every signed link", expected, found)
+
+
 def check_platform_spf(view: View, record: Record, platform: Platform) -> CheckResult:
     """The platform's SPF record ``record`` (role PLATFORM_SPF), RFC 7208: exactly one, holding
     the expected terms and no others (``mismatch``), and ``pass`` for every sending IP.

@@ -31,6 +31,7 @@ from provisioner.verify.dmarc import DmarcContext, check_dmarc, report_authorisa
 from provisioner.verify.mx import check_return_path_mx, check_sender_mx
 from provisioner.verify.platformzone import (
     check_dkim_key,
+    check_domain_connect_key,
     check_platform_spf,
     check_report_authorisation,
 )
@@ -81,7 +82,8 @@ class DomainPlan:
 _ORDER = {Role.SPF: 0, Role.RETURN_PATH_SPF: 1, Role.DKIM: 2, Role.DMARC: 3,
           Role.RETURN_PATH_MX: 4,
           # Records in the platform's zones: from here on, planned per institution and zone.
-          Role.PLATFORM_SPF: 5, Role.DKIM_KEY: 6, Role.DMARC_REPORT_AUTH: 7}
+          Role.PLATFORM_SPF: 5, Role.DKIM_KEY: 6, Role.DMARC_REPORT_AUTH: 7,
+          Role.DOMAIN_CONNECT_KEY: 8}
 
 
 def plan(records: Iterable[Record], platform: Platform,
@@ -151,6 +153,8 @@ def plan(records: Iterable[Record], platform: Platform,
                 checks.append(partial(check_dkim_key, record=r))
             elif r.role is Role.DMARC_REPORT_AUTH:
                 checks.append(partial(check_report_authorisation, record=r))
+            elif r.role is Role.DOMAIN_CONNECT_KEY:
+                checks.append(partial(check_domain_connect_key, record=r))
             else:
                 checks.append(partial(check_platform_spf, record=r, platform=platform))
                 prefetch += [(i, "TXT") for i in includes(str(r.values[0]))]
