@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from provisioner import progress
@@ -51,12 +52,19 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     scope.add_argument("--target", metavar="T", help="only the zones written to this target")
     scope.add_argument("--institution", metavar="CODE", help="only this institution's zones")
     scope.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    scope.add_argument("--changed-since", metavar="REF",
+                       help="only what the files changed since the git commit REF can affect "
+                            "(the merge request's CI_MERGE_REQUEST_DIFF_BASE_SHA); a change to "
+                            "provisioner.yaml, schemas/ or the code plans everything")
     p = subparsers.add_parser(
         "plan", parents=[common, scope], help="what apply would change, per zone",
         description="Compare the declared records with each target; change nothing.",
     )
     p.add_argument("--detailed-exitcode", action="store_true",
                    help="exit 2 when there are changes (0: none, 1: error)")
+    p.add_argument("--output-dir", metavar="DIR",
+                   help="also write, from this one run, plan.json, plan.md, plan.txt, "
+                        "plan.checksum and plan-summary.json (GitLab's terraform report) to DIR")
     p.add_argument("--read-only", action="store_true",
                    help="hold no credential that can write DNS: Route53 credentials must be "
                         "denied writing, targets with read_only: are read through it "
@@ -82,16 +90,40 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     a.set_defaults(func=run_apply)
 
 
+def _scope(args: argparse.Namespace, project: Project) -> Any:
+    """The --changed-since scope, computed once per run (None: no such option, or it covers
+    everything)."""
+    if not getattr(args, "changed_since", None):
+        return None
+    if getattr(args, "_scope", None) is None:
+        from provisioner.changes import scope
+
+        args._scope = scope(project, args.changed_since)
+        print(f"plan: {args._scope.describe()}", file=sys.stderr)
+    return None if args._scope.everything else args._scope
+
+
 def _plan(args: argparse.Namespace, project: Project) -> PlanResult | None:
     zones = None
+    codes: Any = args.institution or None
+    orphans = None
+    domains: Any = ()
     if args.institution:
         narrowed = select_institution(project, args.institution)
         if narrowed is None:
             return None
         zones = {r.zone for r in narrowed.records() if r.managed}
+    changed = _scope(args, project)
+    if changed is not None:
+        codes = changed.codes if codes is None else {codes} & changed.codes
+        zones = set(changed.zones) if zones is None else zones & changed.zones
+        if codes:
+            zones |= {z + "." for z in project.platform.platform_zones}
+        orphans = dict(changed.orphans)
+        domains = changed.domains
     return engine.plan(project.records(), project.platform, project.root,
                        only_target=args.target, only_zones=zones,
-                       only_institution=args.institution or None,
+                       only_institution=codes, orphan_zones=orphans, scope_domains=domains,
                        read_only=bool(getattr(args, "read_only", False)))
 
 
@@ -133,8 +165,10 @@ def _shown_plan(args: argparse.Namespace, *, quiet: bool = False) -> Shown | Non
     if loaded is None:
         return None
     project, keys = loaded
+    changed = _scope(args, project)
     pending = tuple(p for p in service.pending(project, keys.states)
-                    if args.institution in (None, p.institution))
+                    if args.institution in (None, p.institution)
+                    and (changed is None or p.institution in changed.codes))
     result = _plan(args, project)
     if result is None:
         return None
@@ -146,6 +180,28 @@ def _shown_plan(args: argparse.Namespace, *, quiet: bool = False) -> Shown | Non
     if not quiet:
         print(render(result, args.format, pending, shown.checksum))
     return shown
+
+
+def _write_outputs(directory: Path, shown: Shown) -> bool:
+    """Every form the pipeline needs, from the one plan: a second plan run could differ (and
+    costs the API calls again)."""
+    counts = _counts(shown.result)
+    files = {
+        "plan.json": json.dumps(to_json(shown.result, shown.pending, shown.checksum),
+                                indent=2) + "\n",
+        "plan.md": render(shown.result, "markdown", shown.pending, shown.checksum) + "\n",
+        "plan.txt": render(shown.result, "text", shown.pending, shown.checksum) + "\n",
+        "plan.checksum": shown.checksum or "",
+        "plan-summary.json": json.dumps(counts) + "\n",
+    }
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (directory / name).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"provisioner: cannot write {directory}: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def _closing(shown: Shown) -> str:
@@ -191,6 +247,8 @@ def _lost_keys(project: Project, result: PlanResult, pending: Iterable[Pending],
 def run_plan(args: argparse.Namespace) -> int:
     shown = _shown_plan(args)
     if shown is None:
+        return EXIT_ERROR
+    if args.output_dir and not _write_outputs(Path(args.output_dir), shown):
         return EXIT_ERROR
     if args.format != "text":  # the text plan ends with this line already
         print(f"plan: {_closing(shown)}", file=sys.stderr)

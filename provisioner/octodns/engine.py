@@ -17,9 +17,9 @@ import hashlib
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -155,17 +155,20 @@ class InstitutionScope:
     still shows.
     """
 
-    code: str
+    codes: frozenset[str]
     pairs: frozenset[tuple[str, str, str]]
     domains: frozenset[str]
     keys: frozenset[str]
 
     @classmethod
-    def of(cls, code: str, records: Iterable[Record], platform: Platform) -> InstitutionScope:
-        mine = [r for r in records if r.institution == code]
-        return cls(code, frozenset((r.zone, r.name, r.type) for r in mine),
+    def of(cls, codes: str | Iterable[str], records: Iterable[Record], platform: Platform
+           ) -> InstitutionScope:
+        wanted = frozenset([codes] if isinstance(codes, str) else codes)
+        mine = [r for r in records if r.institution in wanted]
+        return cls(wanted, frozenset((r.zone, r.name, r.type) for r in mine),
                    frozenset(r.domain for r in mine if r.domain),
-                   frozenset(f"{s.target_label(code)}._domainkey" for s in platform.selectors))
+                   frozenset(f"{s.target_label(c)}._domainkey" for c in wanted
+                             for s in platform.selectors))
 
     def covers(self, zone: str, name: str, rtype: str) -> bool:
         if (zone, name, rtype) in self.pairs or name == MARKER_NAME:
@@ -254,7 +257,9 @@ def plan(
     *,
     only_target: str | None = None,
     only_zones: Iterable[str] | None = None,
-    only_institution: str | None = None,
+    only_institution: str | Iterable[str] | None = None,
+    orphan_zones: Mapping[str, str] | None = None,
+    scope_domains: Iterable[str] = (),
     find_orphans: bool = True,
     workers: int = 4,
     read_only: bool = False,
@@ -264,7 +269,8 @@ def plan(
     ``only_zones`` narrows to those zones (``--institution``); orphans are then not looked for,
     since every other institution's zone would look like one. ``only_institution`` narrows the
     platform zones' plans to that institution's records (:class:`InstitutionScope`), so that
-    ``apply --institution`` writes nothing of another's. Target or zone failures become
+    ``apply --institution`` writes nothing of another's; several codes (``--changed-since``)
+    narrow to the records of those. Target or zone failures become
     problems naming the target; nothing raises for a user's mistake.
     """
     _enable_validators()
@@ -275,7 +281,7 @@ def plan(
         find_orphans = False
     if only_target is not None:
         targets_of = {z: t for z, t in targets_of.items() if t == only_target}
-    in_use = set(targets_of.values())
+    in_use = set(targets_of.values()) | set((orphan_zones or {}).values())
     if find_orphans:
         # A removed institution's zone is on a target no record names any more: look at every
         # target the platform uses, not only those of the remaining records.
@@ -303,12 +309,22 @@ def plan(
     source = ProvisionerSource("provisioner", records=records, platform=platform)
     create_zones = [z + "." for z in platform.platform_zones]
     narrow = None
-    if only_institution is not None:
-        narrow = Narrow("narrow", InstitutionScope.of(only_institution, records, platform),
-                        [z + "." for z in platform.platform_zones])
+    scope_codes = None if only_institution is None else frozenset(
+        [only_institution] if isinstance(only_institution, str) else only_institution)
+    if scope_codes is not None:
+        scoped = InstitutionScope.of(scope_codes, records, platform)
+        # the domains they declared before (a removed one's report authorisations go too)
+        scoped = replace(scoped, domains=scoped.domains | frozenset(scope_domains))
+        narrow = Narrow("narrow", scoped, [z + "." for z in platform.platform_zones])
     planner = _Planner(platform, root, source, Ownership("ownership"),
                        Guard("guard", create_zones=create_zones), set(targets_of), narrow)
     jobs = [(z, t, False) for z, t in sorted(targets_of.items()) if t in providers]
+    # Zones no declaration names any more, given by the caller (--changed-since: a removed
+    # institution's or domain's zone): planned empty, so the owned records there are deleted.
+    for zone, target_name in sorted((orphan_zones or {}).items()):
+        if zone not in targets_of and target_name in providers and \
+                (only_target is None or target_name == only_target):
+            jobs.append((zone, target_name, True))
     if find_orphans:
         jobs += [(z, t, True) for z, t in _orphan_candidates(providers, set(targets_of))]
         for name, provider in sorted(providers.items()):
@@ -375,7 +391,7 @@ def plan(
                                     platform.targets[zp.target].origin,
                                     severity=Severity.WARNING))
     external = [r for r in records
-                if only_institution is None or r.institution == only_institution]
+                if scope_codes is None or r.institution in scope_codes]
     return PlanResult(tuple(zone_plans), _awaiting(external), tuple(problems),
                       checksum_of(p for _, p in octo), tuple(refused), tuple(octo))
 

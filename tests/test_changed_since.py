@@ -1,0 +1,119 @@
+"""`plan --changed-since REF` (issue 14): a merge request plans what it changes, and the same
+changes as a full plan: a branch that edits one institution, one that edits provisioner.yaml,
+one that removes an institution; `--output-dir` gives every format from one run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, Project, cli
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True,
+                          text=True, timeout=60).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Project, str]:
+    """The samples in a git repository, applied to the local target; the base commit."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    shutil.copy(REPO / "provisioner.yaml", root / "provisioner.yaml")
+    shutil.copytree(REPO / "zones", root / "zones")
+    (root / ".gitignore").write_text("build/\n")
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "-c", "user.email=t@example.org", "-c", "user.name=t", "add", ".")
+    _git(root, "-c", "user.email=t@example.org", "-c", "user.name=t", "commit", "-qm", "base")
+    project = Project(root)
+    assert cli(project, capsys, "apply", "--target", "local", "--no-verify").code == 0
+    return project, _git(root, "rev-parse", "HEAD")
+
+
+def _changes(project: Project, capsys: pytest.CaptureFixture[str], *args: str
+             ) -> tuple[set[tuple[str, str, str, str]], str]:
+    planned = cli(project, capsys, "plan", "--format", "json", *args)
+    assert planned.code == 0, planned.err
+    document: dict[str, Any] = json.loads(planned.out)
+    found = {(z["zone"], c["name"], c["type"], c["action"]) for z in document["zones"]
+             for c in z["changes"]}
+    return found, planned.err
+
+
+def test_one_institution_changed(repo: tuple[Project, str],
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    project, base = repo
+    path = project.zones / "mosa.yaml"
+    path.write_text(path.read_text().replace("policy: none", "policy: quarantine"))
+    scoped, said = _changes(project, capsys, "--changed-since", base)
+    assert "1 institution(s) changed since the base: mosa" in said
+    full, _ = _changes(project, capsys)
+    assert scoped == full == {("mosamuseum.com.", "_dmarc", "TXT", "update")}
+    planned = json.loads(cli(project, capsys, "plan", "--format", "json", "--changed-since",
+                             base).out)
+    # only mosa's customer zone and the platform zones were read
+    assert {z["zone"] for z in planned["zones"]} <= {"mosamuseum.com.", "dkim.secutix.com.",
+                                                     "dmarc.secutix.com."}
+    # apply with the same scope and the reviewed checksum writes exactly that
+    applied = cli(project, capsys, "apply", "--changed-since", base, "--checksum",
+                  planned["checksum"], "--no-verify")
+    assert applied.code == 0, applied.err
+    assert _changes(project, capsys)[0] == set()
+
+
+def test_a_platform_change_plans_everything(repo: tuple[Project, str],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    project, base = repo
+    config = project.config
+    config.write_text(config.read_text().replace("return_path_mx: bounce.secutix.com",
+                                                 "return_path_mx: rp.secutix.com"))
+    scoped, said = _changes(project, capsys, "--changed-since", base)
+    assert "the whole fleet (provisioner.yaml changed)" in said
+    full, _ = _changes(project, capsys)
+    assert scoped == full and len({z for z, *_ in full}) >= 2
+
+
+def test_a_removed_institution_is_planned_empty(repo: tuple[Project, str],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    project, base = repo
+    _git(project.root, "rm", "-q", "zones/gva-opera.yaml")
+    scoped, said = _changes(project, capsys, "--changed-since", base)
+    assert "gva-opera" in said
+    full, _ = _changes(project, capsys)
+    assert scoped == full
+    assert ("gtg.ch.", "_dmarc", "TXT", "delete") in scoped
+    assert ("dmarc.secutix.com.", "gtg.ch._report._dmarc", "TXT", "delete") in scoped
+    assert not any(z == "mosamuseum.com." for z, *_ in scoped)
+
+
+def test_one_run_writes_every_format(repo: tuple[Project, str], tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    project, base = repo
+    path = project.zones / "mosa.yaml"
+    path.write_text(path.read_text().replace("policy: none", "policy: reject"))
+    out = tmp_path / "ci"
+    planned = cli(project, capsys, "plan", "--changed-since", base, "--output-dir", str(out),
+                  "--format", "json")
+    assert planned.code == 0, planned.err
+    document = json.loads((out / "plan.json").read_text())
+    assert document == json.loads(planned.out)
+    assert (out / "plan.checksum").read_text() == document["checksum"]
+    assert json.loads((out / "plan-summary.json").read_text()) == {"create": 0, "update": 1,
+                                                                   "delete": 0}
+    assert "_dmarc" in (out / "plan.md").read_text() and "~ _dmarc TXT" in (
+        out / "plan.txt").read_text()
+
+
+def test_a_bad_ref_is_one_line(repo: tuple[Project, str],
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    project, _ = repo
+    result = cli(project, capsys, "plan", "--changed-since", "no-such-ref")
+    assert result.code == 1
+    assert result.err.strip().startswith("provisioner: git rev-parse")
+    assert "Traceback" not in result.err
