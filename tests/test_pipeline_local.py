@@ -208,13 +208,21 @@ def test_merge_request_validates_plans_and_posts_one_note(
     notes = [n for n in gitlab.notes if n["author"]["username"] == "project_42_bot"]
     assert len(notes) == 1 and markdown.strip() in notes[0]["body"]
 
-    # The next push to the merge request updates that note, it does not add one.
+    # The next push to the merge request updates that note, it does not add one; with the
+    # merge request's diff base, the plan covers only what the push changed (mosa).
+    base = subprocess.run(["git", "rev-parse", "HEAD"], cwd=workspace.root, check=True,
+                          capture_output=True, text=True).stdout.strip()
     (workspace.root / "zones" / "mosa.yaml").write_text(
         (workspace.root / "zones" / "mosa.yaml").read_text().replace("policy: none",
                                                                      "policy: quarantine"))
     workspace.commit()
-    again = workspace.gcl(variables=variables)
+    again = workspace.gcl(variables={**variables, "CI_MERGE_REQUEST_DIFF_BASE_SHA": base})
     assert job_results(again.stdout + again.stderr) == {"validate": "PASS", "plan": "PASS"}
+    assert "1 institution(s) changed since the base: mosa" in again.stdout + again.stderr
+    scoped = json.loads(workspace.artifact("plan", "build/ci/plan.json").read_text())
+    assert {z["zone"] for z in scoped["zones"]} <= {"mosamuseum.com.", "dkim.secutix.com.",
+                                                    "dmarc.secutix.com."}
+    assert workspace.artifact("plan", "build/ci/plan.scope").read_text() == base
     notes = [n for n in gitlab.notes if n["author"]["username"] == "project_42_bot"]
     assert len(notes) == 1 and "p=quarantine" in notes[0]["body"]
     assert [m for m, _ in gitlab.writes()] == ["POST", "PUT"]

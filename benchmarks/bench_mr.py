@@ -1,0 +1,118 @@
+"""Benchmark: a merge request's validate + plan for a one-institution change, in a fleet.
+
+N institutions (default 10,000) are applied to a local PowerDNS and committed to a git
+repository; then one declaration changes (its DMARC policy). Timed, as the pipeline runs them
+(fresh processes, interpreter start included): ``provisioner validate`` then ``provisioner
+plan --changed-since BASE --output-dir`` (one run, every format). Beside it, in the same run, the
+peer: a plain ``octodns-sync`` dry run of the same repository, the same records written as
+octoDNS YAML files, which plans every zone (octoDNS has no notion of what a merge request
+changed). Both plan against the same PowerDNS, with the same worker count.
+
+    .venv/bin/python benchmarks/bench_mr.py [--institutions 10000] [--workers 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.bench_plan import (  # noqa: E402
+    create_zones,
+    make_project,
+    peer,
+    peer_config,
+    peer_files,
+)
+from provisioner.config import load_project  # noqa: E402
+from provisioner.octodns import engine  # noqa: E402
+from tests.servers import API_KEY, PdnsServer  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), "-c", "user.email=b@example.org", "-c",
+                           "user.name=bench", *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def timed_cli(root: Path, *args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
+    start = time.perf_counter()
+    done = subprocess.run([str(BIN / "provisioner"), *args, "--config",
+                           str(root / "provisioner.yaml")], capture_output=True, text=True,
+                          cwd=root, env={**os.environ, "CI": "true"})
+    return time.perf_counter() - start, done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--institutions", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=4)
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    n = args.institutions
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        server = PdnsServer(root / "pdns").start()
+        try:
+            os.environ["PDNS_API_KEY"] = API_KEY
+            make_project(root, server, n)
+            t0 = time.perf_counter()
+            create_zones(server, [f"inst{i:04d}.example" for i in range(n)])
+            files = peer_files(root)
+            project = load_project(root / "provisioner.yaml")
+            done = engine.apply(engine.plan(project.records(), project.platform, project.root,
+                                            only_target="powerdns", workers=args.workers))
+            assert done.ok, [str(p) for p in done.problems][:3]
+            (root / ".gitignore").write_text("peer/\npdns/\nbuild/\noctodns.yaml\n")
+            git(root, "init", "-q", "-b", "main")
+            git(root, "add", ".")
+            git(root, "commit", "-qm", "fleet")
+            base = git(root, "rev-parse", "HEAD")
+            print(f"setup: {n} institutions applied to PowerDNS, {files} octoDNS YAML files "
+                  f"for the peer, committed ({time.perf_counter() - t0:.0f} s)")
+            changed = root / "zones" / "inst0042.yaml"
+            changed.write_text(changed.read_text().replace("policy: quarantine",
+                                                           "policy: reject"))
+            # the peer sees the same change in its files
+            peer_zone = root / "peer" / "inst0042.example.yaml"
+            peer_zone.write_text(peer_zone.read_text().replace("p=quarantine", "p=reject"))
+            validate_s, v = timed_cli(root, "validate")
+            assert v.returncode == 0, v.stderr[-500:]
+            plan_s, p = timed_cli(root, "plan", "--changed-since", base, "--output-dir",
+                                  str(root / "build" / "ci"), "--target", "powerdns",
+                                  "--format", "json")
+            assert p.returncode == 0, p.stderr[-500:]
+            planned = json.loads(p.stdout)
+            changes = sum(len(z["changes"]) for z in planned["zones"])
+            config = peer_config(root, server, args.workers)
+            t1 = time.perf_counter()
+            peer(config)()
+            peer_s = time.perf_counter() - t1
+            ours = validate_s + plan_s
+            print(f"\nmerge request changing 1 of {n} institutions, {args.workers} workers:")
+            print(f"  provisioner validate                    {validate_s:7.2f} s")
+            print(f"  provisioner plan --changed-since        {plan_s:7.2f} s  "
+                  f"({len(planned['zones'])} zones read, {changes} change(s))")
+            print(f"  both                                    {ours:7.2f} s")
+            print(f"  octodns-sync dry run (plans every zone) {peer_s:7.2f} s  ({files} zones)")
+            print(f"  ratio ours/peer                         {ours / peer_s:7.3f}")
+            print(json.dumps({"institutions": n, "validate_s": round(validate_s, 2),
+                              "plan_s": round(plan_s, 2), "peer_s": round(peer_s, 2),
+                              "zones_read": len(planned["zones"]), "changes": changes}))
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
