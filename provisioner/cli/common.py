@@ -51,6 +51,21 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def api_calls() -> dict[str, dict[str, int]]:
+    """The Route53 requests of this run by target and operation (empty when none), and their
+    one-line summary on stderr."""
+    import sys as _sys
+
+    if "provisioner.octodns.ratelimit" not in _sys.modules:
+        return {}
+    from provisioner.octodns import ratelimit
+
+    line = ratelimit.summary()
+    if line:
+        print(line, file=sys.stderr)
+    return ratelimit.report()
+
+
 def report(problems: Iterable[Problem]) -> None:
     """One line per problem on stderr, errors first, in file order."""
     ordered = sorted(

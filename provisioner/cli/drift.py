@@ -19,6 +19,7 @@ from provisioner.cli.common import (
     EXIT_CHANGES,
     EXIT_ERROR,
     EXIT_OK,
+    api_calls,
     load,
     positive_seconds,
     report,
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
                                           "unknown (no server answered)"]))
     summary = summary or "no drift"
     scope = f" (shard {result.shard})" if result.shard else ""
+    api_calls()
     print(f"drift{scope}: {len(result.institutions)} institutions, {len(result.domains)} "
           f"domains, {result.checks} live checks: {summary}", file=sys.stderr)
     if result.drift:

@@ -29,6 +29,7 @@ from provisioner.cli.common import (
     EXIT_ERROR,
     EXIT_OK,
     KeyContext,
+    api_calls,
     load,
     report,
     seconds,
@@ -252,6 +253,7 @@ def run_plan(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     if args.format != "text":  # the text plan ends with this line already
         print(f"plan: {_closing(shown)}", file=sys.stderr)
+    api_calls()
     if args.detailed_exitcode and shown.has_changes:
         return EXIT_CHANGES
     return EXIT_OK
@@ -318,8 +320,9 @@ def run_apply(args: argparse.Namespace) -> int:
     JSON document on stdout says all of it."""
     log = Applied()
     code = _apply(args, log)
+    calls = api_calls()
     if args.format == "json":
-        print(json.dumps(log.to_json(code), indent=2))
+        print(json.dumps({**log.to_json(code), "api_calls": calls}, indent=2))
     print(log.summary(), file=sys.stderr)
     return code
 
@@ -647,6 +650,14 @@ def _markdown(result: PlanResult, pending: tuple[Pending, ...] = (),
     return "\n".join(out)
 
 
+def _calls() -> dict[str, dict[str, int]]:
+    if "provisioner.octodns.ratelimit" not in sys.modules:
+        return {}
+    from provisioner.octodns import ratelimit
+
+    return ratelimit.report()
+
+
 def _problems_json(problems: Iterable[Problem]) -> list[dict[str, str | int]]:
     return [p.to_json() for p in problems]
 
@@ -678,4 +689,5 @@ def to_json(result: PlanResult, pending: tuple[Pending, ...] = (),
         "awaiting": [{"institution": a.institution, "domain": a.domain,
                       "records": [r.to_json() for r in a.records]} for a in result.awaiting],
         "problems": _problems_json(result.problems),
+        "api_calls": _calls(),
     }

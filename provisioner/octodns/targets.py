@@ -34,7 +34,7 @@ YAML_PROVIDER = "octodns.provider.yaml.YamlProvider"
 PATH_OPTIONS = frozenset({"directory"})
 #: Options the product reads itself (:mod:`.afterapply`: where the records answer on DNS);
 #: octoDNS providers reject keyword arguments they do not know, so these never reach them.
-PRODUCT_OPTIONS = frozenset({"nameserver", "verify", "read_only"})
+PRODUCT_OPTIONS = frozenset({"nameserver", "verify", "read_only", "requests_per_second"})
 
 # Defaults per provider class, each overridden by the target's own options:
 # - octoDNS's YamlProvider flips escaped_semicolons' default in 2.0. The product writes plain ';'
@@ -48,7 +48,10 @@ DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     "octodns_powerdns.PowerDnsProvider": {"enable_dynamic": False, "root_ns_warnings": False},
     # Route53 allows 5 requests a second per account and answers "Throttling" beyond: ten
     # attempts, in botocore's adaptive mode (client-side rate limiting, set below).
-    "octodns_route53.Route53Provider": {"root_ns_warnings": False, "client_max_attempts": 10},
+    # Zones looked up by name (ListHostedZonesByName, one request each) rather than by listing
+    # every hosted zone of the account (one request per 100 zones, 100 at 10,000).
+    "octodns_route53.Route53Provider": {"root_ns_warnings": False, "client_max_attempts": 10,
+                                        "get_zones_by_name": True},
 }
 #: Environment botocore reads for every client a provider makes, unless the operator set it.
 BOTOCORE_DEFAULTS: Mapping[str, Mapping[str, str]] = {
@@ -372,7 +375,13 @@ def build_provider(target: Target, root: Path) -> Any:
              if k not in os.environ}
     os.environ.update(added)
     try:
-        return cls(target.name, **kwargs)
+        provider = cls(target.name, **kwargs)
+        if target.provider_class == "octodns_route53.Route53Provider":
+            from provisioner.octodns import ratelimit
+
+            ratelimit.instrument(provider, target.name,
+                                 target.options.get("requests_per_second"))
+        return provider
     except TypeError as exc:
         raise _fail(target, "target.options", f"bad options for {target.provider_class}: {exc}"
                     ) from None
