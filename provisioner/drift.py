@@ -134,6 +134,9 @@ class DriftReport:
     shard: Shard | None = None
     checks: int = 0
     unanswered: tuple[CheckResult, ...] = field(default=())
+    api: str = "always"  # how the targets' APIs were used: auto (DNS first), always, never
+    api_zones: tuple[str, ...] = ()  # the zones read through the targets' APIs
+    managed_zones: int = 0
 
     @property
     def drift(self) -> bool:
@@ -158,6 +161,9 @@ class DriftReport:
             "counts": self.counts(),
             "checks": self.checks,
             "unknown": len(self.unanswered),
+            "api": self.api,
+            "api_zones": list(self.api_zones),
+            "managed_zones": self.managed_zones,
             "findings": [f.to_json() for f in self.findings],
             "problems": [p.to_json() for p in self.problems],
         }
@@ -174,14 +180,21 @@ def detect(
     institution: str | None = None,
     nameservers: Sequence[Any] = (),
     timeout: float = 1.0,
+    api: str = "auto",
     plan_fn: PlanFn = engine.plan,
     verify_fn: VerifyFn = verify_records,
 ) -> DriftReport:
-    """Plan the managed zones and verify every domain of the selected institutions.
+    """Verify every domain of the selected institutions on live DNS, and read through the
+    targets' APIs (a plan) the zones that need it.
 
-    The plan always sees the whole expansion (a zone planned with part of its records would
-    show the rest as deletions); only its findings are narrowed to the shard. ``plan_fn`` and
-    ``verify_fn`` are the engines' entry points, injectable for a test of the classification.
+    ``api``: ``auto`` (DNS first): only the zones where live DNS differs from what the
+    product owns, or did not answer, are planned; ``always`` (the full cycle, e.g. weekly):
+    every managed zone, which also sees what DNS cannot show (an owned record no longer
+    declared, a TTL-only change, a hidden primary, a zone behind a broken delegation);
+    ``never``: DNS only, no API call at all. The plan always sees the whole expansion (a zone
+    planned with part of its records would show the rest as deletions); only its findings are
+    narrowed to the shard. ``plan_fn`` and ``verify_fn`` are the engines' entry points,
+    injectable for a test of the classification.
     """
     records = project.records()
     chosen = tuple(i.code for i in project.institutions
@@ -198,9 +211,23 @@ def detect(
     findings: list[Finding] = []
     zone_owner = _zone_owners(records)
     by_key = {r.key: r for r in records}
-    zones = {r.zone for r in records if r.managed and (mine(r.institution) or
-                                                       r.zone.rstrip(".") in
-                                                       project.platform.platform_zones)}
+    managed_zones = {r.zone for r in records if r.managed and (
+        mine(r.institution) or r.zone.rstrip(".") in project.platform.platform_zones)}
+    zone_of = {r.fqdn.rstrip("."): r.zone for r in records}
+
+    live = [r for r in records if mine(r.institution) and r.institution is not None]
+    report = verify_fn(live, project.platform, nameservers=tuple(nameservers),
+                       timeout=timeout) if live else None
+    if api == "always":
+        zones = managed_zones
+    elif api == "never" or report is None:
+        zones = set()
+    else:
+        # DNS first: a zone is read through the API only when a check of one of its names
+        # did not succeed (wrong, absent, or unanswered).
+        suspect = {zone_of.get(c.name.rstrip(".")) for d in report.domains for c in d.checks
+                   if c.status is not Status.SUCCESS}
+        zones = {z for z in suspect if z in managed_zones}
     planned_zones: set[str] = set()
     if zones:
         planned = plan_fn(records, project.platform, project.root, only_zones=zones)
@@ -222,15 +249,11 @@ def detect(
                 if not mine(code):
                     continue
                 findings.append(_plan_finding(zone, change, record, code))
-    live = [r for r in records if mine(r.institution) and r.institution is not None]
     domains: list[tuple[str | None, str]] = []
     unanswered: list[CheckResult] = []
     checks = 0
-    if live:
-        report = verify_fn(live, project.platform, nameservers=tuple(nameservers),
-                           timeout=timeout)
+    if report is not None:
         modes = {d.name: d.dns for i in project.institutions for d in i.domains}
-        zone_of = {r.fqdn.rstrip("."): r.zone for r in records}
         for dom in report.domains:
             domains.append((dom.institution, dom.domain))
             checks += len(dom.checks)
@@ -261,7 +284,9 @@ def detect(
                                               external=external, all_absent=all_absent,
                                               planned=seen, rtype=rtype))
     return DriftReport(tuple(_merge(findings)), chosen, tuple(domains), tuple(problems), shard,
-                       checks, tuple(unanswered))
+                       checks, tuple(unanswered), api=api,
+                       api_zones=tuple(sorted(planned_zones)),
+                       managed_zones=len(managed_zones))
 
 
 def _zone_owners(records: Iterable[Record]) -> dict[str, str | None]:

@@ -256,3 +256,50 @@ def test_a_refused_zone_is_an_unexpected_value_not_an_error(
     assert bad in findings[0]["found"]
     assert "does not parse" in findings[0]["reason"]
     assert "live-spf-invalid" not in drifted.err
+
+
+def test_drift_reads_dns_first_and_the_api_only_where_dns_differs(
+    project: Path, pdns: PdnsServer, capsys: pytest.CaptureFixture[str],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.proxy import Proxy
+
+    _apply(project, capsys)
+    # Every PowerDNS API request of drift goes through a counting proxy.
+    asked: list[str] = []
+    proxy = Proxy(pdns.api_port, before=lambda method, path: asked.append(path) or None)
+    config = project / "provisioner.yaml"
+    config.write_text(config.read_text().replace(f'"port": {pdns.api_port}',
+                                                 f'"port": {proxy.port}'))
+    try:
+        def zones_read() -> set[str]:
+            return {p.split("/zones/")[1].split("?")[0].rstrip("/") for p in asked
+                    if "/zones/" in p}
+
+        clean = _drift(project, pdns, capsys, "--format", "json")
+        assert clean.code == 0 and clean.json()["api_zones"] == [], clean.err
+        assert zones_read() == set()  # nothing drifted: not one zone read through the API
+        assert "0 of 3 zones read through the API (DNS first)" in clean.err
+
+        _tamper(pdns)
+        asked.clear()
+        drifted = _drift(project, pdns, capsys, "--format", "json")
+        assert drifted.code == 2
+        assert drifted.json()["api_zones"] == ["mosamuseum.com."]
+        assert zones_read() == {"mosamuseum.com."}
+        found = {(f["class"], f["record"]) for f in drifted.json()["findings"]}
+        assert found == {("changed", "_dmarc.mosamuseum.com"),
+                         ("missing", "stxsel1._domainkey.mosamuseum.com"),
+                         ("unexpected", "mosamuseum.com")}
+
+        # the full cycle reads every managed zone, and finds the same
+        asked.clear()
+        full = _drift(project, pdns, capsys, "--format", "json", "--api", "always")
+        assert {(f["class"], f["record"]) for f in full.json()["findings"]} == found
+        assert zones_read() == {"mosamuseum.com.", "gtg.ch.", "dmarc.secutix.com."}
+        # DNS only: no API request at all, the drift still seen
+        asked.clear()
+        dns_only = _drift(project, pdns, capsys, "--format", "json", "--api", "never")
+        assert dns_only.code == 2 and asked == []
+    finally:
+        proxy.stop()

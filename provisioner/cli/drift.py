@@ -44,6 +44,10 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                         "(repeatable)")
     p.add_argument("--timeout", type=positive_seconds, default=1.0, metavar="SECONDS",
                    help="first timeout of each DNS query; retries double it (default 1)")
+    p.add_argument("--api", choices=("auto", "always", "never"), default="auto",
+                   help="auto (default): DNS first, the targets' APIs read only for zones whose "
+                        "live DNS differs; always: every managed zone through the API (the "
+                        "slower full cycle, which also sees what DNS cannot); never: DNS only")
     p.add_argument("--format", choices=("text", "json", "markdown", "junit"), default="text")
     p.add_argument("--json-report", metavar="FILE",
                    help="also write the JSON report to FILE (for a CI artifact)")
@@ -69,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
               f"(known: {known})", file=sys.stderr)
         return EXIT_ERROR
     result = detect(project, shard=shard, institution=args.institution,
-                    nameservers=nameservers, timeout=args.timeout)
+                    nameservers=nameservers, timeout=args.timeout, api=args.api)
     report(result.problems)
     if args.json_report:
         try:
@@ -88,8 +92,11 @@ def run(args: argparse.Namespace) -> int:
     summary = summary or "no drift"
     scope = f" (shard {result.shard})" if result.shard else ""
     api_calls()
+    api = {"auto": "DNS first", "always": "full cycle", "never": "DNS only"}[result.api]
     print(f"drift{scope}: {len(result.institutions)} institutions, {len(result.domains)} "
-          f"domains, {result.checks} live checks: {summary}", file=sys.stderr)
+          f"domains, {result.checks} live checks, {len(result.api_zones)} of "
+          f"{result.managed_zones} zones read through the API ({api}): {summary}",
+          file=sys.stderr)
     if result.drift:
         return EXIT_CHANGES
     return EXIT_OK if result.ok else EXIT_ERROR
