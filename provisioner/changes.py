@@ -87,6 +87,18 @@ def changed_paths(root: Path, ref: str) -> list[tuple[str, str, str | None]]:
     return out
 
 
+def declarations(root: Path, ref: str) -> list[Path] | None:
+    """The declarations to load for a plan scoped to what changed since ``ref``: the changed
+    ones that exist now; None when everything must be planned (and so loaded)."""
+    paths = changed_paths(root, ref)
+    for _status, path, old in paths:
+        for p in (path, old or ""):
+            if any(p == e or (e.endswith("/") and p.startswith(e)) for e in EVERYTHING):
+                return None
+    return [root / p for status, p, _ in paths
+            if status != "D" and p.startswith(f"{ZONES_DIR}/") and p.endswith(".yaml")]
+
+
 def scope(project: Project, ref: str) -> Scope:
     root = project.root
     paths = changed_paths(root, ref)
@@ -121,10 +133,10 @@ def scope(project: Project, ref: str) -> Scope:
                 zone = dom.zone + "."
                 still = inst is not None and any(d.zone == dom.zone and d.target is not None
                                                  for d in inst.domains)
-                if still:
-                    zones.add(zone)
-                elif not any(d.zone == dom.zone and d.target is not None
-                             for i in project.institutions for d in i.domains):
+                if still or any(d.zone == dom.zone and d.target is not None
+                                for i in project.institutions for d in i.domains):
+                    zones.add(zone)  # still declared (by it or another): planned as it is
+                else:
                     orphans[zone] = dom.target
             codes.add(before.code)
     return Scope(False, frozenset(codes), frozenset(zones), orphans, frozenset(domains))

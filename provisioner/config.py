@@ -86,19 +86,28 @@ def display_path(path: Path, root: Path) -> str:
         return str(path)
 
 
-def load_project(config_path: Path, files: Sequence[Path] | None = None) -> Project:
+def load_project(config_path: Path, files: Sequence[Path] | None = None,
+                 only: Sequence[Path] | None = None) -> Project:
     """Load the platform and every declaration in ``zones/``.
 
     With ``files``, problems are reported only for those files (and the platform file, which
     every declaration depends on); files outside ``zones/`` are loaded too. Rules across files
     (a domain claimed twice) always see every declaration, so checking one file cannot miss a
     conflict with another.
+
+    With ``only``, just those declarations of ``zones/`` are loaded (``plan --changed-since``:
+    the rules across files are the validate job's, which reads them all in the same pipeline).
     """
     root = config_path.parent
     zones_dir = root / ZONES_DIR
     problems: list[Problem] = []
     platform = _load_platform(config_path, root, problems)
-    paths = sorted(zones_dir.glob("*.yaml")) if zones_dir.is_dir() else []
+    if only is not None:
+        paths = sorted((p for p in only if p.is_file() and p.parent == zones_dir
+                        and p.suffix == ".yaml"), key=lambda p: p.name)
+    else:
+        paths = sorted(zones_dir.glob("*.yaml"), key=lambda p: p.name) \
+            if zones_dir.is_dir() else []
     shown_as = {p: f"{ZONES_DIR}/{p.name}" for p in paths}
     if files:
         known = {p.resolve() for p in paths} | {config_path.resolve()}

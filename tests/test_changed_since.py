@@ -117,3 +117,30 @@ def test_a_bad_ref_is_one_line(repo: tuple[Project, str],
     assert result.code == 1
     assert result.err.strip().startswith("provisioner: git rev-parse")
     assert "Traceback" not in result.err
+
+
+def test_a_zone_shared_with_another_institution_is_never_planned_empty(
+    repo: tuple[Project, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    project, _ = repo
+    for code in ("alpha", "beta"):
+        project.zone(code, f"""
+            institution: {code}
+            name: {code}
+            domains:
+              {code}.shared.example:
+                zone: shared.example
+                dmarc: {{policy: none}}
+            """)
+    _git(project.root, "add", ".")
+    _git(project.root, "-c", "user.email=t@example.org", "-c", "user.name=t", "commit", "-qm",
+         "two in one zone")
+    base = _git(project.root, "rev-parse", "HEAD")
+    assert cli(project, capsys, "apply", "--target", "local", "--no-verify").code == 0
+    _git(project.root, "rm", "-q", "zones/alpha.yaml")
+    scoped, _ = _changes(project, capsys, "--changed-since", base)
+    full, _ = _changes(project, capsys)
+    assert scoped == full
+    in_zone = {(n, t, a) for z, n, t, a in scoped if z == "shared.example."}
+    assert ("_dmarc.alpha", "TXT", "delete") in in_zone
+    assert not any(n.endswith("beta") for n, _, _ in in_zone)  # beta's records untouched

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -82,13 +82,15 @@ def load(
     *,
     institution: str | None = None,
     keys: bool = False,
+    only: Sequence[Path] | None = None,
 ) -> Project | None:
     """Load and check the project, narrowed to ``institution`` when given; print its problems.
     None (after saying why) when any problem is an error or the institution is unknown.
 
     ``keys``: lay the DKIM keys of the key state into the project (:func:`with_keys`), so that
     its records hold every key record and verify knows the keys."""
-    project = load_project(Path(args.config), [Path(f) for f in files] if files else None)
+    project = load_project(Path(args.config), [Path(f) for f in files] if files else None,
+                           only=only)
     report(project.problems)
     if not project.ok:
         return None

@@ -91,15 +91,17 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     a.set_defaults(func=run_apply)
 
 
-def _scope(args: argparse.Namespace, project: Project) -> Any:
+def _scope(args: argparse.Namespace, project: Project, *, say: bool = True) -> Any:
     """The --changed-since scope, computed once per run (None: no such option, or it covers
-    everything)."""
+    everything); said once on stderr."""
     if not getattr(args, "changed_since", None):
         return None
     if getattr(args, "_scope", None) is None:
         from provisioner.changes import scope
 
         args._scope = scope(project, args.changed_since)
+    if say and not getattr(args, "_scope_said", False):
+        args._scope_said = True
         print(f"plan: {args._scope.describe()}", file=sys.stderr)
     return None if args._scope.everything else args._scope
 
@@ -159,9 +161,24 @@ def _shown_plan(args: argparse.Namespace, *, quiet: bool = False) -> Shown | Non
     """Load, plan, report the problems and print the plan; None when it cannot be applied."""
     from provisioner.keys import service
 
-    project = load(args)
+    only = None
+    if getattr(args, "changed_since", None):
+        from provisioner.changes import declarations
+
+        # only the changed declarations: the validate job reads them all (cross-file rules)
+        only = declarations(Path(args.config).resolve().parent, args.changed_since)
+    project = load(args, only=only)
     if project is None:
         return None
+    if only is not None:
+        changed = _scope(args, project, say=False)
+        if changed is not None and changed.orphans:
+            # A zone to plan empty must be one no other declaration names: that takes them
+            # all (rare: a declaration or a domain removed).
+            args._scope = None
+            project = load(args)
+            if project is None:
+                return None
     loaded = with_keys(project, args.institution)
     if loaded is None:
         return None
