@@ -36,6 +36,8 @@ COMMANDS = {
     "doctor": "provisioner.cli.doctor",
     "completion": "provisioner.cli.completion",
     "domainconnect": "provisioner.cli.domainconnect",
+    "status": "provisioner.cli.status",
+    "readiness": "provisioner.cli.status",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
@@ -59,6 +61,8 @@ EXITS = {
     "doctor": "0 ready, 1 a check failed",
     "completion": "0",
     "domainconnect": "0 / 1 (template --check: 1 out of date)",
+    "status": "0 / 1",
+    "readiness": "0 ready, 1 error, 2 a domain not ready",
 }
 EXIT_EPILOG = ("exit codes: 0 done; 1 error or usage error; 2 changes, drift, failures, or "
                "applied but not verified yet; 3 a key step refused; 130 interrupted "
