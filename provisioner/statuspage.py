@@ -117,6 +117,7 @@ for (const id of ['q', 'state', 'ready', 'dns'])
   document.getElementById(id).addEventListener('input', () => { shown = PAGE; render(); });
 document.getElementById('more').addEventListener('click', () => { shown += PAGE; render(); });
 render();
+document.body.dataset.renderedMs = String(Math.round(performance.now()));
 document.body.dataset.rendered = 'yes';
 """
 
