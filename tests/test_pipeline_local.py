@@ -160,7 +160,7 @@ SCHEDULE = {"CI_PIPELINE_SOURCE": "schedule", "CI_COMMIT_BRANCH": "main"}
 def test_each_event_gets_its_jobs(workspace: Workspace) -> None:
     assert workspace.jobs(MR) == ["plan", "validate"]
     assert workspace.jobs(PUSH_MAIN) == ["apply", "keys", "plan", "validate", "verify"]
-    assert workspace.jobs(SCHEDULE) == ["drift: [1/2]", "drift: [2/2]", "keys"]
+    assert workspace.jobs(SCHEDULE) == ["drift: [1/2]", "drift: [2/2]", "keys", "pages"]
     # A push to another branch (not a merge request) runs nothing.
     assert workspace.jobs({"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "wip"}) == []
 
@@ -349,7 +349,11 @@ def test_schedule_runs_only_drift_and_fails_on_drift(
 
     clean = workspace.gcl(variables=variables)
     assert job_results(clean.stdout + clean.stderr) == {
-        "drift: [1/2]": "PASS", "drift: [2/2]": "PASS", "keys": "PASS"}, clean.stdout
+        "drift: [1/2]": "PASS", "drift: [2/2]": "PASS", "keys": "PASS",
+        "pages": "PASS"}, clean.stdout
+    # the status page, published from the schedule
+    site = workspace.artifact("pages", "public/index.html").read_text()
+    assert 'id="status-data"' in site and "mosamuseum.com" in site
 
     pdns.request("PATCH", "zones/mosamuseum.com.", {"rrsets": [
         {"name": "stxsel1._domainkey.mosamuseum.com.", "type": "CNAME",
@@ -358,6 +362,7 @@ def test_schedule_runs_only_drift_and_fails_on_drift(
     output = drifted.stdout + drifted.stderr
     results = job_results(output)
     results.pop("keys")
+    results.pop("pages")
     assert sorted(results.values()) == ["FAIL", "PASS"], output  # mosa's shard, and the other
     assert "WARN" not in results.values()
     # One report per shard (shell jobs share the directory, so each job's artifacts may hold
