@@ -114,7 +114,7 @@ def load_project(config_path: Path, files: Sequence[Path] | None = None,
         paths.extend(f for f in files if f.resolve() not in known)
     if zones_dir.is_dir():
         # A declaration saved as .yml (or .YAML) would otherwise provision nothing, silently.
-        for stray in sorted(zones_dir.iterdir()):
+        for stray in sorted(zones_dir.iterdir(), key=lambda p: p.name):
             if stray.suffix.lower() in (".yml", ".yaml") and stray.suffix != ".yaml":
                 problems.append(Problem(
                     "project.not-yaml-suffix",
