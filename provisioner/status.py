@@ -155,9 +155,11 @@ def build(project: Project, report: Report, states: Mapping[str, Any], ptr: list
     institutions = []
     counts = {"institutions": 0, "domains": 0, "ready": 0, "records": 0,
               **{v: 0 for v in SES.values()}}
-    policy = project.platform.keys
+    from provisioner.keys.service import policy_of
+
     for inst in project.institutions:
         state = states.get(inst.code)
+        policy = policy_of(project, inst)
         keys = []
         bits: list[int] = []
         if state is not None:

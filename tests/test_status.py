@@ -159,3 +159,32 @@ def test_the_page_searches_filters_and_shows_reasons(
                 shutil.copy(shot, Path(docs) / "status-page.png")
         finally:
             context.close()
+
+
+def test_key_age_and_next_rotation_come_from_the_key_state(tmp_path: Path) -> None:
+    import shutil
+    from datetime import UTC, datetime, timedelta
+
+    from provisioner import status
+    from provisioner.config import load_project
+    from provisioner.keys.state import InstitutionKeys, KeyInfo, Slot
+    from provisioner.keys.state import Status as KeyStatus
+    from provisioner.verify.results import Report
+    from tests.conftest import REPO
+
+    shutil.copy(REPO / "provisioner.yaml", tmp_path / "provisioner.yaml")
+    shutil.copytree(REPO / "zones", tmp_path / "zones")
+    project = load_project(tmp_path / "provisioner.yaml")
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    made = now - timedelta(days=40)
+    state = InstitutionKeys("mosa", (
+        Slot("sel1-mosa", KeyStatus.SIGNING, made,
+             KeyInfo("sel1-mosa.1", "rsa", 1024, "AAAA", made)),
+        Slot("sel2-mosa", KeyStatus.EMPTY)))
+    doc = status.build(project, Report(()), {"mosa": state}, [], now)
+    mosa = next(i for i in doc["institutions"] if i["code"] == "mosa")
+    assert mosa["keys"] == [{"selector": "sel1-mosa", "status": "signing", "key": "sel1-mosa.1",
+                             "spec": "rsa-1024", "age_days": 40,
+                             "next_rotation": "2027-04-21T00:00:00Z"}]  # 180 days after made
+    size = next(r for r in mosa["domains"][0]["readiness"] if r["key"] == "key-size")
+    assert size["ok"] is True and size["warning"] is True and "rotate to 2048" in size["detail"]
