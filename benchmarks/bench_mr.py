@@ -35,6 +35,7 @@ from benchmarks.bench_plan import (  # noqa: E402
 )
 from provisioner.config import load_project  # noqa: E402
 from provisioner.octodns import engine  # noqa: E402
+from tests.octodns_project import publish_platform_dns  # noqa: E402
 from tests.servers import API_KEY, PdnsServer  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -74,6 +75,14 @@ def main() -> None:
             done = engine.apply(engine.plan(project.records(), project.platform, project.root,
                                             only_target="powerdns", workers=args.workers))
             assert done.ok, [str(p) for p in done.problems][:3]
+            # what the platform and the report destination publish, so that verify passes
+            publish_platform_dns(server, [f"inst{i:04d}" for i in range(n)])
+            server.request("PATCH", "zones/secutix.com.", {"rrsets": [
+                {"name": "bounce.secutix.com.", "type": "A", "ttl": 3600,
+                 "changetype": "REPLACE",
+                 "records": [{"content": "192.28.148.112", "disabled": False}]}]})
+            server.create_zone("example.net", [("*._report._dmarc", "TXT", 3600,
+                                                ['"v=DMARC1"'])])
             (root / ".gitignore").write_text("peer/\npdns/\nbuild/\noctodns.yaml\n")
             git(root, "init", "-q", "-b", "main")
             git(root, "add", ".")
@@ -99,6 +108,14 @@ def main() -> None:
             t1 = time.perf_counter()
             peer(config)()
             peer_s = time.perf_counter() - t1
+            # the nightly drift of the same fleet, DNS first: the zones it reads through the
+            # API (the Route53 requests it would make: 2 per zone read), beside the full cycle
+            drift_s, dr = timed_cli(root, "drift", "--nameserver", f"127.0.0.1:{server.dns_port}",
+                                    "--format", "json", "--timeout", "1")
+            drifted = json.loads(dr.stdout) if dr.stdout.strip() else {}
+            full_s, fr = timed_cli(root, "drift", "--nameserver", f"127.0.0.1:{server.dns_port}",
+                                   "--format", "json", "--api", "always", "--timeout", "1")
+            full = json.loads(fr.stdout) if fr.stdout.strip() else {}
             ours = validate_s + plan_s
             print(f"\nmerge request changing 1 of {n} institutions, {args.workers} workers:")
             print(f"  provisioner validate                    {validate_s:7.2f} s")
@@ -107,9 +124,19 @@ def main() -> None:
             print(f"  both                                    {ours:7.2f} s")
             print(f"  octodns-sync dry run (plans every zone) {peer_s:7.2f} s  ({files} zones)")
             print(f"  ratio ours/peer                         {ours / peer_s:7.3f}")
+            read = len(drifted.get("api_zones", []))
+            total = drifted.get("managed_zones", 0) or 1
+            print(f"\nnightly drift of {n} institutions (1 drifted: the unapplied change):")
+            print(f"  DNS first   {drift_s:7.2f} s, {read} of {total} zones read through the API "
+                  f"({100 * read / total:.2f} %), {2 * read} Route53 requests")
+            print(f"  full cycle  {full_s:7.2f} s, {len(full.get('api_zones', []))} zones read, "
+                  f"{2 * len(full.get('api_zones', []))} Route53 requests "
+                  f"({2 * len(full.get('api_zones', [])) / 5 / 60:.0f} min at 5 requests/s)")
             print(json.dumps({"institutions": n, "validate_s": round(validate_s, 2),
                               "plan_s": round(plan_s, 2), "peer_s": round(peer_s, 2),
-                              "zones_read": len(planned["zones"]), "changes": changes}))
+                              "zones_read": len(planned["zones"]), "changes": changes,
+                              "drift_s": round(drift_s, 2), "drift_api_zones": read,
+                              "full_drift_s": round(full_s, 2)}))
         finally:
             server.stop()
 
