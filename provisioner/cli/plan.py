@@ -37,7 +37,7 @@ from provisioner.cli.common import (
     with_keys,
 )
 from provisioner.config import Project
-from provisioner.errors import Origin, Problem
+from provisioner.errors import Origin, Problem, ProvisionerError
 from provisioner.escape import md_code
 from provisioner.keys import clock
 from provisioner.keys.service import Pending
@@ -53,6 +53,10 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     scope.add_argument("--target", metavar="T", help="only the zones written to this target")
     scope.add_argument("--institution", metavar="CODE", help="only this institution's zones")
     scope.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    scope.add_argument("--shard", metavar="I/N",
+                       help="only the I-th of N stable shares of the institutions (as drift's "
+                            "--shard $CI_NODE_INDEX/$CI_NODE_TOTAL): a full plan split between "
+                            "parallel jobs; shard 1 also looks for removed institutions' zones")
     scope.add_argument("--changed-since", metavar="REF",
                        help="only what the files changed since the git commit REF can affect "
                             "(the merge request's CI_MERGE_REQUEST_DIFF_BASE_SHA); a change to "
@@ -106,6 +110,21 @@ def _scope(args: argparse.Namespace, project: Project, *, say: bool = True) -> A
     return None if args._scope.everything else args._scope
 
 
+def _shard(args: argparse.Namespace) -> Any:
+    text = getattr(args, "shard", None)
+    if not text:
+        return None
+    if getattr(args, "changed_since", None):
+        raise ProvisionerError("--shard and --changed-since do not go together: a merge "
+                               "request's plan is small; shards split a full plan")
+    from provisioner.drift import Shard
+
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise ProvisionerError(str(exc)) from None
+
+
 def _plan(args: argparse.Namespace, project: Project) -> PlanResult | None:
     zones = None
     codes: Any = args.institution or None
@@ -116,9 +135,24 @@ def _plan(args: argparse.Namespace, project: Project) -> PlanResult | None:
         if narrowed is None:
             return None
         zones = {r.zone for r in narrowed.records() if r.managed}
+    shard = _shard(args)
+    orphans_outside = None
+    others = None
+    if shard is not None:
+        mine = {i.code for i in project.institutions if shard.holds(i.code)}
+        zones_of = {r.zone for r in project.records() if r.managed and r.institution in mine}
+        zones = zones_of if zones is None else zones & zones_of
+        zones |= {z + "." for z in project.platform.platform_zones}
+        if shard.holds(None) and codes is None:
+            # shard 1: also removed institutions' zones, and their platform-zone records
+            orphans_outside = {r.zone for r in project.records() if r.managed}
+            others = {i.code for i in project.institutions} - mine
+        else:
+            codes = mine if codes is None else ({codes} & mine)
     changed = _scope(args, project)
     if changed is not None:
-        codes = changed.codes if codes is None else {codes} & changed.codes
+        codes = changed.codes if codes is None else set(
+            [codes] if isinstance(codes, str) else codes) & changed.codes
         zones = set(changed.zones) if zones is None else zones & changed.zones
         if codes:
             zones |= {z + "." for z in project.platform.platform_zones}
@@ -127,6 +161,7 @@ def _plan(args: argparse.Namespace, project: Project) -> PlanResult | None:
     return engine.plan(project.records(), project.platform, project.root,
                        only_target=args.target, only_zones=zones,
                        only_institution=codes, orphan_zones=orphans, scope_domains=domains,
+                       orphans_outside=orphans_outside, except_institutions=others,
                        read_only=bool(getattr(args, "read_only", False)))
 
 
@@ -184,9 +219,11 @@ def _shown_plan(args: argparse.Namespace, *, quiet: bool = False) -> Shown | Non
         return None
     project, keys = loaded
     changed = _scope(args, project)
+    shard = _shard(args)
     pending = tuple(p for p in service.pending(project, keys.states)
                     if args.institution in (None, p.institution)
-                    and (changed is None or p.institution in changed.codes))
+                    and (changed is None or p.institution in changed.codes)
+                    and (shard is None or shard.holds(p.institution)))
     result = _plan(args, project)
     if result is None:
         return None

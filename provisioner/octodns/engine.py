@@ -159,6 +159,9 @@ class InstitutionScope:
     pairs: frozenset[tuple[str, str, str]]
     domains: frozenset[str]
     keys: frozenset[str]
+    # Covers what the codes' records do NOT (shard 1 of a full plan: everything in the platform
+    # zones but the other shards' institutions, so a removed institution's records are seen).
+    invert: bool = False
 
     @classmethod
     def of(cls, codes: str | Iterable[str], records: Iterable[Record], platform: Platform
@@ -171,11 +174,15 @@ class InstitutionScope:
                              for s in platform.selectors))
 
     def covers(self, zone: str, name: str, rtype: str) -> bool:
-        if (zone, name, rtype) in self.pairs or name == MARKER_NAME:
+        if name == MARKER_NAME:
             return True  # the marker is the zone's, and pattern-based: the same for everyone
-        if "._report._dmarc" in name:
-            return name.split("._report._dmarc", 1)[0] in self.domains
-        return name in self.keys
+        if (zone, name, rtype) in self.pairs:
+            mine = True
+        elif "._report._dmarc" in name:
+            mine = name.split("._report._dmarc", 1)[0] in self.domains
+        else:
+            mine = name in self.keys
+        return mine != self.invert
 
 
 class Narrow(BaseProcessor):  # type: ignore[misc]
@@ -261,6 +268,8 @@ def plan(
     orphan_zones: Mapping[str, str] | None = None,
     scope_domains: Iterable[str] = (),
     find_orphans: bool = True,
+    orphans_outside: Iterable[str] | None = None,
+    except_institutions: Iterable[str] | None = None,
     workers: int = 4,
     read_only: bool = False,
 ) -> PlanResult:
@@ -275,10 +284,13 @@ def plan(
     """
     _enable_validators()
     targets_of, problems = zone_targets(records, platform)
+    declared = set(targets_of)
     if only_zones is not None:
         wanted = set(only_zones)
         targets_of = {z: t for z, t in targets_of.items() if z in wanted}
-        find_orphans = False
+        # ``orphans_outside`` (a shard of a full plan): removed institutions' zones are still
+        # looked for, among the zones no declaration names at all, never a declared one
+        find_orphans = orphans_outside is not None
     if only_target is not None:
         targets_of = {z: t for z, t in targets_of.items() if t == only_target}
     in_use = set(targets_of.values()) | set((orphan_zones or {}).values())
@@ -311,6 +323,10 @@ def plan(
     narrow = None
     scope_codes = None if only_institution is None else frozenset(
         [only_institution] if isinstance(only_institution, str) else only_institution)
+    if except_institutions is not None and scope_codes is None:
+        others = InstitutionScope.of(frozenset(except_institutions), records, platform)
+        narrow = Narrow("narrow", replace(others, invert=True),
+                        [z + "." for z in platform.platform_zones])
     if scope_codes is not None:
         scoped = InstitutionScope.of(scope_codes, records, platform)
         # the domains they declared before (a removed one's report authorisations go too)
@@ -326,7 +342,8 @@ def plan(
                 (only_target is None or target_name == only_target):
             jobs.append((zone, target_name, True))
     if find_orphans:
-        jobs += [(z, t, True) for z, t in _orphan_candidates(providers, set(targets_of))]
+        outside = declared | set(targets_of) | set(orphans_outside or ())
+        jobs += [(z, t, True) for z, t in _orphan_candidates(providers, outside)]
         for name, provider in sorted(providers.items()):
             if read_only and getattr(provider, "list_zones", None) is None:
                 problems.append(Problem(
