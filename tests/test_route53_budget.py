@@ -143,6 +143,17 @@ def test_requests_counted_beside_plain_octodns_sync(
         ours_mr = len(counter.paths)
         assert json.loads(scoped.out)["api_calls"]["route53"] == {
             "ListHostedZonesByName": 2, "ListResourceRecordSets": 2}
+        # drift's full cycle through the API (moto serves no DNS: the live checks go unanswered)
+        import socket
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+            silent.bind(("127.0.0.1", 0))
+            counter.paths.clear()
+            ratelimit.CALLS.clear()
+            drift = run(root, capsys, "drift", "--api", "always", "--timeout", "0.1",
+                        "--nameserver", f"127.0.0.1:{silent.getsockname()[1]}")
+        ours_drift = len(counter.paths)
+        assert f"route53 API requests: route53: {ours_drift} (" in drift.err, drift.err
 
         # the peer: octodns-sync of the same records, from the files our local target writes
         from octodns.manager import Manager
@@ -166,7 +177,8 @@ def test_requests_counted_beside_plain_octodns_sync(
         peer_plan = len(counter.paths)
         print(f"\nRoute53 requests, {len(codes)} institutions (+30 other zones in the "
               f"account): provisioner plan {ours_plan} (every zone of the account read for "
-              f"removed institutions), apply {ours_apply}, merge-request plan {ours_mr}; "
+              f"removed institutions), apply {ours_apply}, merge-request plan {ours_mr}, "
+              f"drift full cycle {ours_drift}; "
               f"octodns-sync dry run of the {len(codes)} zones {peer_plan}")
         assert ours_mr < peer_plan
     finally:
