@@ -204,6 +204,11 @@ class PdnsServer:
                 "nameserver": f"127.0.0.1:{self.dns_port}"}
 
 
+#: moto is not rate-limited: tests run at moto's pace, not Route53's 5 requests a second (the
+#: bucket itself is tested in test_route53_budget.py).
+MOTO_RATE = {"requests_per_second": 1000}
+
+
 class MotoRoute53:
     """A moto server with Route53; boto3 in this process talks to it, never to AWS."""
 
@@ -322,5 +327,6 @@ def route53(route53_server: MotoRoute53) -> MotoRoute53:
     return route53_server
 
 
-__all__ = ["MotoRoute53", "PdnsServer", "free_port", "pdns", "pdns_server", "route53",
+__all__ = ["MOTO_RATE", "MotoRoute53", "PdnsServer", "free_port", "pdns", "pdns_server",
+           "route53",
            "route53_server"]

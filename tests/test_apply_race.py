@@ -15,6 +15,7 @@ import pytest
 from tests.octodns_project import CUSTOMER, declare, run, write_project
 from tests.proxy import Proxy
 from tests.servers import (  # noqa: F401 - fixtures
+    MOTO_RATE,
     MotoRoute53,
     PdnsServer,
     pdns,
@@ -136,7 +137,8 @@ def test_a_customer_edit_between_plan_and_write_is_never_lost_on_route53(
     proxy = Proxy(route53.port, after=after_first_read)
     monkeypatch.setenv("AWS_ENDPOINT_URL_ROUTE_53", proxy.endpoint)
     try:
-        _declare(tmp_path, "route53", {"class": "octodns_route53.Route53Provider"})
+        _declare(tmp_path, "route53", {"class": "octodns_route53.Route53Provider",
+                                        **MOTO_RATE})
         applied = run(tmp_path, capsys, "apply", "--no-verify")
     finally:
         proxy.stop()

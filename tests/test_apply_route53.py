@@ -8,9 +8,9 @@ import dns.rdata
 import pytest
 
 from tests.octodns_project import CUSTOMER, checksum_of, declare, run, write_project
-from tests.servers import MotoRoute53, route53, route53_server  # noqa: F401 - fixtures
+from tests.servers import MOTO_RATE, MotoRoute53, route53, route53_server  # noqa: F401
 
-ROUTE53 = {"class": "octodns_route53.Route53Provider"}
+ROUTE53 = {"class": "octodns_route53.Route53Provider", **MOTO_RATE}
 RUAS = [f"mailto:dmarc-aggregate-{i}@reports.mosamuseum.com" for i in range(6)]
 DMARC = "v=DMARC1; p=reject; rua=" + ",".join(RUAS) + ",mailto:reports@dmarc.secutix.com"
 

@@ -16,7 +16,15 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from provisioner.keys import crypto
 from tests.keys_project import MOSA, Clock, write_keyed_project
 from tests.octodns_project import CUSTOMER, declare, run
-from tests.servers import MotoRoute53, PdnsServer, pdns, pdns_server, route53, route53_server  # noqa: F401
+from tests.servers import (  # noqa: F401
+    MOTO_RATE,
+    MotoRoute53,
+    PdnsServer,
+    pdns,
+    pdns_server,
+    route53,
+    route53_server,
+)
 from tests.test_keys_powerdns import KEY1, KEY2, served, stored_key
 
 
@@ -69,7 +77,8 @@ def test_keys_round_trip_on_route53(
     tmp_path: Path, route53: MotoRoute53, key_store: Path,  # noqa: F811
     capsys: pytest.CaptureFixture[str], bits: int,
 ) -> None:
-    write_keyed_project(tmp_path, {"route53": {"class": "octodns_route53.Route53Provider"}},
+    write_keyed_project(tmp_path, {"route53": {"class": "octodns_route53.Route53Provider",
+                                               **MOTO_RATE}},
                         "route53", keys=f"bits: {bits}")
     declare(tmp_path, "mosa", MOSA)
     route53.create_zone("mosamuseum.com", CUSTOMER)

@@ -36,6 +36,7 @@ from tests.octodns_project import (
     write_project,
 )
 from tests.servers import (  # noqa: F401 - fixtures
+    MOTO_RATE,
     MotoRoute53,
     PdnsServer,
     free_port,
@@ -135,7 +136,8 @@ def test_a_read_only_plan_refuses_a_target_it_cannot_prove_read_only(
 def test_a_read_only_plan_with_route53_credentials_that_can_write_fails_loudly(
     tmp_path: Path, route53: MotoRoute53, capsys: pytest.CaptureFixture[str],  # noqa: F811
 ) -> None:
-    write_project(tmp_path, {"route53": {"class": "octodns_route53.Route53Provider"}},
+    write_project(tmp_path, {"route53": {"class": "octodns_route53.Route53Provider",
+                                         **MOTO_RATE}},
                   default="route53")
     declare(tmp_path, "mosa", MOSA)
     route53.create_zone("mosamuseum.com", CUSTOMER)

@@ -14,7 +14,12 @@ import pytest
 
 from tests.octodns_project import CUSTOMER, declare, run, write_project
 from tests.proxy import Proxy
-from tests.servers import MotoRoute53, route53, route53_server  # noqa: F401 - fixtures
+from tests.servers import (  # noqa: F401 - fixtures
+    MOTO_RATE,
+    MotoRoute53,
+    route53,
+    route53_server,
+)
 
 THROTTLED = (b'<?xml version="1.0"?>\n<ErrorResponse xmlns="https://route53.amazonaws.com/'
              b'doc/2013-04-01/"><Error><Type>Sender</Type><Code>Throttling</Code><Message>'
@@ -61,7 +66,7 @@ MOSA = """
 
 
 def _project(tmp_path: Path, route53: MotoRoute53, options: dict[str, Any]) -> Path:  # noqa: F811
-    write_project(tmp_path, {"route53": {"class": "octodns_route53.Route53Provider",
+    write_project(tmp_path, {"route53": {"class": "octodns_route53.Route53Provider", **MOTO_RATE,
                                          **options}}, default="route53")
     declare(tmp_path, "mosa", MOSA)
     route53.create_zone("mosamuseum.com", CUSTOMER)
