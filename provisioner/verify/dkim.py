@@ -106,9 +106,10 @@ def check_key_at(view: View, name: str, target: str, published: str | None,
         return CheckResult("dkim", name, Status.FAILED, "key-mismatch",
                            f"the key at {target} is not the platform's key for {label}",
                            expected, found + tuple(texts))
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = key.notes()
     if key.key_type == "rsa" and key.bits < GOOD_RSA_BITS:
-        warnings = (f"RSA key of {key.bits} bits: use at least {GOOD_RSA_BITS} (RFC 8301 §3.2)",)
+        warnings += (f"RSA key of {key.bits} bits: use at least {GOOD_RSA_BITS} "
+                     "(RFC 8301 §3.2)",)
     via = f" via {' -> '.join(chain)}" if chain else ""
     return success("dkim", name, f"{key.key_type} key of {key.bits} bits at {target}{via}",
                    expected, found + tuple(texts) if show_key else found, warnings)

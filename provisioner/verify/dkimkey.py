@@ -30,6 +30,18 @@ class DkimKey:
     bits: int
     public_key: str  # the p= value, whitespace removed
     tags: tuple[tuple[str, str], ...]
+    flags: frozenset[str] = frozenset()  # t=: y (testing), s (no subdomains in i=)
+
+    def notes(self) -> tuple[str, ...]:
+        """What a verifier does differently because of the record's flags (RFC 6376 §3.6.1)."""
+        out = []
+        if "y" in self.flags:
+            out.append("t=y: the domain is testing DKIM; verifiers must not treat its "
+                       "signatures differently from unsigned mail, so DMARC gains nothing from "
+                       "them until t=y is removed")
+        if "s" in self.flags:
+            out.append("t=s: a signature's i= must be in d= itself, not a subdomain of it")
+        return tuple(out)
 
 
 def parse_tag_list(text: str) -> list[tuple[str, str]]:
@@ -68,6 +80,18 @@ def parse_key_record(text: str) -> DkimKey:
     key_type = values.get("k", "rsa").lower()
     if key_type not in ("rsa", "ed25519"):
         raise DkimKeyError("syntax", f"unknown key type k={key_type}")
+    # s= (RFC 6376 §3.6.1): the services the key is for; "*" (all, the default) or "email"
+    services = {x.strip().lower() for x in values.get("s", "*").split(":") if x.strip()}
+    if not services & {"*", "email"}:
+        raise DkimKeyError("not-email", f"s={values['s']}: the key is not for email, so "
+                           "verifiers must not use it for mail (RFC 6376 §3.6.1)")
+    # h= (RFC 6376 §3.6.1, RFC 8301 §3.1): the hashes signatures may use; sha1 alone is unusable
+    if "h" in values:
+        hashes = {x.strip().lower() for x in values["h"].split(":") if x.strip()}
+        if "sha256" not in hashes:
+            raise DkimKeyError("hash", f"h={values['h']}: verifiers accept only rsa-sha256 "
+                               "signatures (RFC 8301 §3.1), and the record forbids sha256")
+    flags = frozenset(x.strip().lower() for x in values.get("t", "").split(":") if x.strip())
     if "p" not in values:
         raise DkimKeyError("syntax", "no p= tag: the record holds no public key")
     p = "".join(values["p"].split())
@@ -80,7 +104,7 @@ def parse_key_record(text: str) -> DkimKey:
     if key_type == "ed25519":
         if len(der) != 32:
             raise DkimKeyError("syntax", f"an ed25519 key is 32 octets, not {len(der)} (RFC 8463)")
-        return DkimKey("ed25519", 256, p, tuple(tags))
+        return DkimKey("ed25519", 256, p, tuple(tags), flags)
     try:
         key = load_der_public_key(der)
     except (ValueError, TypeError):
@@ -90,4 +114,4 @@ def parse_key_record(text: str) -> DkimKey:
     if key.key_size < MIN_RSA_BITS:
         raise DkimKeyError("weak-key", f"RSA key of {key.key_size} bits: verifiers reject keys "
                            f"under {MIN_RSA_BITS} bits (RFC 8301 §3.2)")
-    return DkimKey("rsa", key.key_size, p, tuple(tags))
+    return DkimKey("rsa", key.key_size, p, tuple(tags), flags)
