@@ -692,6 +692,24 @@ def _build_dmarc(
         subdomain_policy=spec.get("subdomain_policy"),
         adkim=letter[align["dkim"]] if "dkim" in align else None,
         aspf=letter[align["spf"]] if "spf" in align else None,
-        percentage=spec.get("percentage"),
+        percentage=_obsolete_percentage(doc, base, spec, problems),
         failure_reporting=spec.get("failure_reporting"),
+        non_existent_subdomain_policy=spec.get("non_existent_subdomain_policy"),
+        testing=bool(spec.get("testing", False)),
+        psd=spec.get("psd"),
     )
+
+
+def _obsolete_percentage(doc: Document, base: PathKey, spec: dict[str, Any],
+                         problems: list[Problem]) -> int | None:
+    """``percentage`` (pct=) is obsolete: RFC 9989 removed it and receivers ignore it."""
+    pct = spec.get("percentage")
+    if pct is not None:
+        problems.append(Problem(
+            "dmarc.percentage-obsolete",
+            f"percentage: {pct} (pct=) is obsolete since RFC 9989, which receivers follow: it "
+            "is no longer published, and the policy applies to all mail",
+            doc.where_key((*base, "percentage")),
+            "remove it; to try a policy first, write testing: true (t=y), the ramp's "
+            "'quarantine; t=y' rung", Severity.WARNING))
+    return pct

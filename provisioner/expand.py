@@ -29,16 +29,22 @@ def spf_value(includes: Iterable[str], platform_include: str, all_term: str) -> 
 
 
 def dmarc_value(policy: DmarcPolicy, platform_rua: str | None) -> str:
-    """The DMARC record, tags in the order of DESIGN §4 (RFC 7489 §6.3 allows any after ``p``)."""
+    """The DMARC record, tags in the order of DESIGN §4: ``v`` then ``p`` (RFC 7489 receivers
+    read it so), then RFC 9989's tags; never the obsolete ``pct``, ``rf`` or ``ri``."""
     tags = ["v=DMARC1", f"p={policy.policy}"]
     if policy.subdomain_policy:
         tags.append(f"sp={policy.subdomain_policy}")
+    if policy.non_existent_subdomain_policy:
+        tags.append(f"np={policy.non_existent_subdomain_policy}")
     if policy.adkim:
         tags.append(f"adkim={policy.adkim}")
     if policy.aspf:
         tags.append(f"aspf={policy.aspf}")
-    if policy.percentage is not None:
-        tags.append(f"pct={policy.percentage}")
+    # pct= is never published: RFC 9989 removed it (testing: true publishes t=y instead)
+    if policy.testing:
+        tags.append("t=y")
+    if policy.psd:
+        tags.append(f"psd={policy.psd}")
     if policy.failure_reporting:
         tags.append(f"fo={policy.failure_reporting}")
     rua = list(policy.rua)

@@ -139,8 +139,11 @@ class DmarcPolicy:
     subdomain_policy: str | None = None
     adkim: str | None = None  # "r" | "s"
     aspf: str | None = None  # "r" | "s"
-    percentage: int | None = None
+    percentage: int | None = None  # pct=: obsolete (RFC 9989), read but never published
     failure_reporting: str | None = None
+    non_existent_subdomain_policy: str | None = None  # np= (RFC 9989)
+    testing: bool = False  # t=y (RFC 9989)
+    psd: str | None = None  # psd= (RFC 9989)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ stable problem code and a hint, as the user would read them from `provisioner va
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -583,3 +584,44 @@ def test_global_options_before_the_command(
     # After the command wins over before it.
     missing = str(project.root / "nowhere.yaml")
     assert main(["--config", str(project.config), "validate", "--config", missing]) == 1
+
+
+def test_percentage_is_obsolete_and_never_published(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project.zone("acme", """
+        institution: acme
+        name: Acme
+        domains:
+          acme.example:
+            dmarc:
+              policy: quarantine
+              percentage: 50
+    """)
+    result = cli(project, capsys, "validate")
+    assert result.code == 0  # a warning: the declaration still provisions
+    assert re.search(r"^zones/acme\.yaml:7:7: warning\[dmarc\.percentage-obsolete\]: "
+                     r"percentage: 50 \(pct=\) is obsolete since RFC 9989.*testing: true \(t=y\)",
+                     result.err, re.M), result.err
+    records = json.loads(cli(project, capsys, "records", "--institution", "acme", "--format",
+                             "json").out)
+    dmarc = next(r for r in records if r["name"] == "_dmarc")
+    assert dmarc["values"] == ["v=DMARC1; p=quarantine; rua=mailto:reports@dmarc.secutix.com"]
+
+
+def test_rfc9989_tags_are_declarable(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    project.zone("acme", """
+        institution: acme
+        name: Acme
+        domains:
+          acme.example:
+            dmarc:
+              policy: reject
+              non_existent_subdomain_policy: reject
+              testing: true
+    """)
+    records = json.loads(cli(project, capsys, "records", "--institution", "acme", "--format",
+                             "json").out)
+    dmarc = next(r for r in records if r["name"] == "_dmarc")["values"][0]
+    # p second, for RFC 7489 receivers; then np and t (RFC 9989 §4.7)
+    assert dmarc.startswith("v=DMARC1; p=reject; np=reject; t=y; ")

@@ -277,8 +277,9 @@ def test_key_that_is_not_the_platforms_fails(dns: PowerDNS, project: Project) ->
          ("failed", "multiple-records")),
         (("v=DMARC1; p=reject; rua=mailto:dmarc@mosamuseum.com,"
           "mailto:reports@dmarc.secutix.com",), ("failed", "mismatch")),
+        # pct= is obsolete (RFC 9989): receivers ignore it, whatever its value: a warning
         (("v=DMARC1; p=none; pct=150; rua=mailto:dmarc@mosamuseum.com,"
-          "mailto:reports@dmarc.secutix.com",), ("failed", "syntax")),
+          "mailto:reports@dmarc.secutix.com",), ("success", "ok")),
         (("v=DMARC1; p=none; np=reject; psd=n; t=y; rua=mailto:dmarc@mosamuseum.com,"
           "mailto:reports@dmarc.secutix.com",), ("success", "ok")),
         (("v=DMARC1; p=none; rua=mailto:dmarc@mosamuseum.com,"
@@ -634,3 +635,43 @@ def test_bad_numbers_are_a_one_line_error(project: Project, capsys: pytest.Captu
     result = cli(project, capsys, "verify", "--nameserver", "127.0.0.1:9", *args)
     assert result.code == 1
     assert len(result.err_lines) == 1 and args[0] in result.err
+
+
+@pytest.mark.parametrize(("parent_record", "expected"), [
+    # the parent publishes DMARC: the tree walk finds mosamuseum.com for both names
+    (True, ("success", "ok")),
+    # no record above the sender: each name is its own organisation, so authorisation needed
+    (False, ("failed", "not-authorised")),
+])
+def test_a_sibling_report_address_needs_no_authorisation_in_one_organisation(
+        dns: PowerDNS, project: Project, capsys: pytest.CaptureFixture[str],
+        parent_record: bool, expected: tuple[str, str]) -> None:
+    """RFC 9989 §4.10: the organisational domain comes from the DNS tree walk, so
+    news.mosamuseum.com reporting to reports.mosamuseum.com stays in one organisation."""
+    project.zone("mosa", """
+        institution: mosa
+        name: Mosa Museum
+        domains:
+          news.mosamuseum.com:
+            zone: mosamuseum.com
+            dns: managed
+            dmarc:
+              policy: none
+              rua: [mailto:agg@reports.mosamuseum.com]
+    """)
+    for other in project.zones.glob("*.yaml"):
+        if other.stem != "mosa":
+            other.unlink()
+    zones = healthy()
+    rows = [r for r in zones["mosamuseum.com"] if r[0] != "_dmarc" or parent_record]
+    rows += [("news", "TXT", "v=spf1 include:spf.secutix.com ~all"),
+             ("stxsel1._domainkey.news", "CNAME", "sel1-mosa._domainkey.dkim.secutix.com."),
+             ("stxsel2._domainkey.news", "CNAME", "sel2-mosa._domainkey.dkim.secutix.com."),
+             ("_dmarc.news", "TXT", "v=DMARC1; p=none; rua=mailto:agg@reports.mosamuseum.com,"
+                                    "mailto:reports@dmarc.secutix.com")]
+    zones["mosamuseum.com"] = rows
+    zones["dmarc.secutix.com"] = [("news.mosamuseum.com._report._dmarc", "TXT", "v=DMARC1")]
+    publish(dns, zones)
+    checks = verify(project, capsys, dns.address)
+    assert status(checks, "dmarc _dmarc.news.mosamuseum.com") == expected, {
+        k: (c["status"], c["reason"], c["message"]) for k, c in checks.items() if k != "exit"}

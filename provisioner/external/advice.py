@@ -322,8 +322,12 @@ def merge_dmarc(found: tuple[str, ...], ours: str) -> tuple[str, list[Note]]:
         a, b = theirs.get(tag), mine.get(tag)
         if a or b:
             out[tag] = "s" if "s" in ((a or "").lower(), (b or "").lower()) else "r"
-    if "pct" in theirs or "pct" in mine:
-        out["pct"] = str(max(int(theirs.get("pct", "0") or 0), int(mine.get("pct", "0") or 0)))
+    for tag in ("np",):
+        a, b = theirs.get(tag), mine.get(tag)
+        if a or b:
+            out[tag] = max((x.lower() for x in (a, b) if x), key=lambda x: _STRENGTH.get(x, 0))
+    if mine.get("t", "n").lower() == "y" and theirs.get("t", "y").lower() == "y":
+        out["t"] = "y"  # testing only when both say so: never weaker than theirs
     if "fo" in theirs or "fo" in mine:
         out["fo"] = theirs.get("fo") or mine.get("fo", "")
     for tag in ("rua", "ruf"):
@@ -336,7 +340,7 @@ def merge_dmarc(found: tuple[str, ...], ours: str) -> tuple[str, list[Note]]:
         if uris:
             out[tag] = ",".join(uris)
     for tag, value in theirs.items():
-        if tag not in out:
+        if tag not in out and tag not in ("pct", "rf", "ri", "t"):  # obsolete (RFC 9989)
             out[tag] = value
     if theirs.get("rua") and mine.get("rua"):
         notes.append(note(N_("Your report address stays: {rua}; the platform's is added "

@@ -23,16 +23,18 @@ _VALID: dict[str, Callable[[str], bool]] = {
     "np": lambda v: v in _POLICY,  # RFC 9989 §4.7
     "adkim": lambda v: v in ("r", "s"),
     "aspf": lambda v: v in ("r", "s"),
-    "pct": lambda v: v.isdigit() and 0 <= int(v) <= 100,
     "fo": lambda v: all(p in ("0", "1", "d", "s") for p in v.split(":")),
-    "rf": lambda v: all(p.strip().lower() == "afrf" for p in v.split(":")),
-    "ri": lambda v: v.isdigit(),
     "rua": lambda v: all(_URI.match(u.strip()) for u in v.split(",")),
     "ruf": lambda v: all(_URI.match(u.strip()) for u in v.split(",")),
     "psd": lambda v: v in ("y", "n", "u"),  # RFC 9989 §4.7
     "t": lambda v: v in ("y", "n"),  # RFC 9989 §4.7
 }
-_COMPARED = ("p", "sp", "adkim", "aspf", "pct", "fo")
+_COMPARED = ("p", "sp", "np", "adkim", "aspf", "t", "psd", "fo")
+#: Tags RFC 9989 removed: receivers ignore them, so a live one is a warning, never published.
+OBSOLETE = {"pct": "pct= (the share of mail the policy applies to) is obsolete: RFC 9989 "
+                   "receivers apply the policy to all mail; use t=y to test a policy",
+            "rf": "rf= is obsolete (RFC 9989): receivers ignore it",
+            "ri": "ri= is obsolete (RFC 9989): receivers send aggregate reports daily"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,47 @@ def _hosts(tags: Mapping[str, str]) -> list[str]:
     return hosts
 
 
+def organizational_domain(view: View, domain: str) -> str:
+    """The organisational domain of ``domain`` by RFC 9989's DNS tree walk (§4.10), not a
+    public-suffix list: ``_dmarc.<name>`` for the domain and its parents (at most 8 queries:
+    a longer name jumps to its 7-label ancestor). A record with ``psd=n`` names it; one with
+    ``psd=y`` (a public suffix's) names the domain one label below; otherwise the name with
+    the fewest labels that has a DMARC record; with none at all, the domain itself."""
+    labels = domain.rstrip(".").lower().split(".")
+    names = [".".join(labels[i:]) for i in range(len(labels))]
+    if len(names) > 8:
+        names = [names[0], *names[-7:]]
+    found: str | None = None
+    below: str | None = None
+    for name in names:
+        answer = view.answer(f"_dmarc.{name}", "TXT")
+        records = [str(v) for v in answer.values if is_dmarc(str(v))] if not answer.reason \
+            else []
+        tags: Mapping[str, str] = {}
+        if len(records) == 1:
+            try:
+                tags = parse_dmarc(records[0])
+            except ValueError:
+                tags = {}
+        if tags:
+            psd = tags.get("psd", "u").lower()
+            if psd == "n":
+                return name
+            if psd == "y":
+                return below or name
+            found = name
+        below = name
+    return found or domain.rstrip(".").lower()
+
+
+def same_organization(view: View, a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` share an organisational domain (RFC 9989 §4.10): a report
+    address there needs no authorisation record (§7.1 of RFC 7489, RFC 9990)."""
+    if is_within(a, b) or is_within(b, a):
+        return True
+    return organizational_domain(view, a) == organizational_domain(view, b)
+
+
 def check_dmarc(view: View, name: str, expected_text: str, ctx: DmarcContext) -> CheckResult:
     expected = (expected_text,)
     answer = view.answer(name, "TXT")
@@ -127,13 +170,19 @@ def check_dmarc(view: View, name: str, expected_text: str, ctx: DmarcContext) ->
         return CheckResult("dmarc", name, Status.FAILED, "syntax", str(exc), expected, found)
     diffs = [f"{k}={tags.get(k, '(absent)')} instead of {k}={want[k]}"
              for k in _COMPARED if k in want and tags.get(k, "").lower() != want[k].lower()]
+    # a live t=y we did not declare: receivers apply a less strict policy than declared
+    # (with p=none there is none less strict: nothing changes)
+    if "t" not in want and tags.get("t", "n").lower() == "y" and \
+            want.get("p", "none").lower() != "none":
+        diffs.append("t=y (testing) instead of no t=")
     have = {u.strip().lower() for u in tags.get("rua", "").split(",")}
     diffs += [f"rua lacks {u}" for u in want.get("rua", "").split(",")
               if u.strip() and u.strip().lower() not in have]
     if diffs:
         return CheckResult("dmarc", name, Status.FAILED, "mismatch", "; ".join(diffs),
                            expected, found)
-    warnings = [f"unknown tag {k}= is ignored by receivers" for k in tags if k not in _VALID]
+    warnings = [OBSOLETE.get(k, f"unknown tag {k}= is ignored by receivers")
+                for k in tags if k not in _VALID or k in OBSOLETE]
     if tags.get("aspf", "r").lower() == "s" and ctx.return_path:
         text = (f"aspf=s with the return path {ctx.return_path}: SPF can never align "
                 "(RFC 7489 §3.1.2)")
@@ -142,7 +191,7 @@ def check_dmarc(view: View, name: str, expected_text: str, ctx: DmarcContext) ->
                                " and DKIM is off, so DMARC cannot pass", expected, found)
         warnings.append(text + "; only DKIM can pass DMARC")
     for host in _hosts(tags):
-        if is_within(host, ctx.domain) or is_within(ctx.domain, host):
+        if same_organization(view, host, ctx.domain):
             continue
         auth_name = f"{ctx.domain}._report._dmarc.{host}"
         auth, _ = view.follow(auth_name, "TXT")
