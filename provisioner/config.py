@@ -103,8 +103,11 @@ def load_project(config_path: Path, files: Sequence[Path] | None = None,
     problems: list[Problem] = []
     platform = _load_platform(config_path, root, problems)
     if only is not None:
-        paths = sorted((p for p in only if p.is_file() and p.parent == zones_dir
-                        and p.suffix == ".yaml"), key=lambda p: p.name)
+        here = zones_dir.resolve()
+        # zones/X.yaml as the glob would name it (relative when the config path is)
+        paths = sorted((zones_dir / p.name for p in only
+                        if p.suffix == ".yaml" and p.resolve().parent == here
+                        and (zones_dir / p.name).is_file()), key=lambda p: p.name)
     else:
         paths = sorted(zones_dir.glob("*.yaml"), key=lambda p: p.name) \
             if zones_dir.is_dir() else []

@@ -127,10 +127,17 @@ def check_ptr(client: Any, ips: Sequence[str]) -> list[dict[str, Any]]:
             continue
         rtype = "AAAA" if ":" in ip else "A"
         confirmed = None
+        wanted = ipaddress.ip_address(ip)
         for name in names:
             fq = Query(server, fqdn(name), rtype)
             forward = client.lookup_many([fq])[fq]
-            if ip in {str(v) for v in forward.values}:
+            addresses = set()
+            for v in forward.values:
+                try:
+                    addresses.add(ipaddress.ip_address(str(v)))
+                except ValueError:
+                    continue
+            if wanted in addresses:
                 confirmed = name
                 break
         out.append({"ip": ip, "ok": confirmed is not None,

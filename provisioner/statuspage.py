@@ -123,8 +123,11 @@ document.body.dataset.rendered = 'yes';
 
 
 def page(document: dict[str, Any]) -> str:
-    blob = json.dumps({k: v for k, v in document.items() if k != "since"},
-                      ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    # every <, > and & as a JSON escape: no value can end the block ("</script") or switch
+    # the tokenizer's script states ("<!--")
+    blob = (json.dumps({k: v for k, v in document.items() if k != "since"},
+                       ensure_ascii=False, separators=(",", ":"))
+            .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
     title = html.escape(f"{document.get('platform', '')} sending domains: status")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

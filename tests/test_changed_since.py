@@ -164,3 +164,26 @@ def test_shards_of_a_full_plan_add_up_to_it(repo: tuple[Project, str],
     assert ("gtg.ch.", "_dmarc", "TXT", "delete") in parts[0]
     both = cli(project, capsys, "plan", "--shard", "1/2", "--changed-since", "HEAD")
     assert both.code == 1 and "do not go together" in both.err
+
+
+def test_a_new_declaration_is_planned_with_a_relative_config(
+    repo: tuple[Project, str], capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CI passes --config provisioner.yaml, relative: the scoped load must still find zones/."""
+    from provisioner.cli import main
+
+    project, base = repo
+    project.zone("newbie", """
+        institution: newbie
+        name: Newbie
+        domains:
+          newbie.example:
+            dmarc: {policy: none}
+        """)
+    monkeypatch.chdir(project.root)
+    capsys.readouterr()
+    assert main(["plan", "--config", "provisioner.yaml", "--changed-since", base,
+                 "--format", "json"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert "newbie.example." in {z["zone"] for z in planned["zones"]}

@@ -178,6 +178,9 @@ def https_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict
                 body = json.dumps({"providerName": "Loopback DNS", "providerId": "loopback",
                                    "urlSyncUX": f"https://localhost:{port}/sync",
                                    "urlAPI": f"https://localhost:{port}/api"}).encode()
+                body = state.get("settings", body)
+                if callable(body):
+                    body = body(port)
                 code = 200
             elif self.path.startswith("/api/v2/domainTemplates/providers/"):
                 rest = self.path.removeprefix("/api/v2/domainTemplates/providers/")
@@ -366,3 +369,30 @@ def test_the_simulated_apply_on_each_starting_state(
     assert oc["groups"] == groups, oc["left_out"]
     assert [g["group"] for g in oc["left_out"]] == left
     assert f"groupId={'%2C'.join(groups)}" in oc["url"]
+
+
+@pytest.mark.parametrize(("settings", "reason"), [
+    (lambda port: json.dumps({"urlSyncUX": f"https://localhost:{port}/sync?next=x",
+                              "urlAPI": f"https://localhost:{port}/api"}).encode(),
+     "settings without usable https urlSyncUX and urlAPI (a host name, no query)"),
+    (lambda port: json.dumps({"urlSyncUX": "https://[x/sync", "urlAPI": "https://[x/a"}).encode(),
+     "settings without usable https urlSyncUX and urlAPI (a host name, no query)"),
+    (lambda port: json.dumps({"urlSyncUX": "https://192.0.2.1/sync",
+                              "urlAPI": "https://192.0.2.1/api"}).encode(),
+     "settings without usable https urlSyncUX and urlAPI (a host name, no query)"),
+    (lambda port: b"[" * 100_000, "settings answered HTTP 200"),
+    (lambda port: b"x" * 70_000, "settings answered HTTP 200"),
+])
+def test_a_hostile_dns_host_gets_the_manual_steps(
+    tmp_path: Path, pdns: PdnsServer, capsys: pytest.CaptureFixture[str],  # noqa: F811
+    https_host: dict[str, Any], settings: Any, reason: str,
+) -> None:
+    _dc_project(tmp_path, pdns, capsys)
+    _platform(pdns)
+    https_host["settings"] = settings
+    _zone(pdns, [("_domainconnect", "TXT", [f'"localhost:{https_host["port"]}"'])])
+    shown = run(tmp_path, capsys, "instructions", "acme", "--nameserver",
+                f"127.0.0.1:{pdns.dns_port}", "--timeout", "0.5", "--format", "json")
+    assert "Traceback" not in shown.err
+    oc = json.loads(shown.out)["domains"][0]["one_click"]
+    assert oc["url"] is None and oc["reason"] == reason

@@ -45,25 +45,63 @@ def api_host(client: DnsClient, zone: str, servers: tuple[Any, ...]) -> str | No
     for value in answer.values:
         text = str(value).strip().rstrip("/")
         text = text.removeprefix("https://")
-        if _HOST.match(text):
+        if _HOST.match(text) and not _is_ip(text.rsplit(":", 1)[0] if text.count(":") == 1
+                                            else text):
             return text.lower()
     return None
 
 
-def _get_json(session: Any, url: str, timeout: float) -> tuple[int, Any]:
-    response = session.get(url, timeout=timeout, allow_redirects=False, stream=True,
-                           headers={"Accept": "application/json"})
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
     try:
-        body = response.raw.read(MAX_BYTES + 1, decode_content=True)
-    finally:
-        response.close()
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _good_url(url: Any) -> bool:
+    """An https URL a DNS host may send us to: a host name (no address, no user), no query
+    or fragment (the apply URL appends its own query)."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(url, str) or not _HTTPS.match(url) or len(url) > 2048:
+        return False
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return False
+    return host is not None and not _is_ip(host) and parts.username is None and \
+        not parts.query and not parts.fragment
+
+
+class Unreachable(Exception):
+    """The host did not give a usable answer (connection, TLS, a broken body)."""
+
+
+def _get_json(session: Any, url: str, timeout: float) -> tuple[int, Any]:
+    import json
+
+    import requests
+    import urllib3
+
+    try:
+        response = session.get(url, timeout=timeout, allow_redirects=False, stream=True,
+                               headers={"Accept": "application/json"})
+        try:
+            body = response.raw.read(MAX_BYTES + 1, decode_content=True)
+        finally:
+            response.close()
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise Unreachable(type(exc).__name__) from None
     if len(body) > MAX_BYTES:
         return response.status_code, None
     try:
-        import json
-
         return response.status_code, json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return response.status_code, None
 
 
@@ -80,24 +118,21 @@ def support(client: DnsClient, zone: str, servers: tuple[Any, ...], provider_id:
         try:
             status, settings = _get_json(session, f"https://{host}/v2/{zone}/settings",
                                          timeout)
-        except requests.RequestException as exc:
-            return Support(host, None, None, False, f"settings unreachable "
-                                                    f"({type(exc).__name__})")
+        except Unreachable as exc:
+            return Support(host, None, None, False, f"settings unreachable ({exc})")
         if status != 200 or not isinstance(settings, dict):
             return Support(host, None, None, False, f"settings answered HTTP {status}")
         sync = settings.get("urlSyncUX")
         api = settings.get("urlAPI")
         name = settings.get("providerName")
-        if not isinstance(sync, str) or not _HTTPS.match(sync) or not isinstance(api, str) \
-                or not _HTTPS.match(api):
-            return Support(host, None, None, False, "settings without https urlSyncUX and "
-                                                    "urlAPI")
+        if not _good_url(sync) or not _good_url(api):
+            return Support(host, None, None, False, "settings without usable https urlSyncUX "
+                                                    "and urlAPI (a host name, no query)")
         try:
-            status, _ = _get_json(session, f"{api.rstrip('/')}/v2/domainTemplates/providers/"
+            status, _ = _get_json(session, f"{str(api).rstrip('/')}/v2/domainTemplates/providers/"
                                            f"{provider_id}/services/{service_id}", timeout)
-        except requests.RequestException as exc:
-            return Support(host, sync, None, False, f"template check unreachable "
-                                                    f"({type(exc).__name__})")
+        except Unreachable as exc:
+            return Support(host, sync, None, False, f"template check unreachable ({exc})")
     shown = name if isinstance(name, str) and len(name) <= 64 else None
     if status != 200:
         return Support(host, sync, shown, False, f"the host does not have the template "

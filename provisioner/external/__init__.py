@@ -184,6 +184,12 @@ def _weakened_dmarc(before: LiveZone, after: LiveZone, domain: str) -> str | Non
         return {}
 
     old, new = policy(before), policy(after)
+    # The template's All mode replaces the record: any live tag it does not write is lost
+    # (sp, np, alignment, ruf, fo...), and losing one may weaken the record.
+    lost = sorted(set(old) - set(new) - {"pct", "rf", "ri"})
+    if lost:
+        return (f"the apply would replace the live DMARC record and drop its "
+                f"{', '.join(t + '=' for t in lost)}")
     kept = {u.strip().lower() for u in new.get("rua", "").split(",")}
     dropped = [u.strip() for u in old.get("rua", "").split(",")
                if u.strip() and u.strip().lower() not in kept]

@@ -16,7 +16,7 @@ given to *replace* theirs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -293,6 +293,7 @@ def merge_dmarc(found: tuple[str, ...], ours: str) -> tuple[str, list[Note]]:
     notes: list[Note] = []
     mine = dict(parse_dmarc(ours))
     theirs: dict[str, str] = {}
+    lists: dict[str, list[str]] = {"rua": [], "ruf": []}
     for text in found:
         try:
             tags = parse_dmarc(text)
@@ -301,44 +302,50 @@ def merge_dmarc(found: tuple[str, ...], ours: str) -> tuple[str, list[Note]]:
                                  "ignore it. This value replaces it."), True, why=str(exc)))
             continue
         for k, v in tags.items():
-            theirs.setdefault(k, v)
+            if k in lists:  # every record's report addresses, not only the first's
+                lists[k] += [u.strip() for u in v.split(",") if u.strip()]
+            else:
+                theirs.setdefault(k, v)
+    for k, uris in lists.items():
+        if uris:
+            theirs[k] = ",".join(uris)
     if not theirs:
         return ours, notes
+
+    def effective(tags: Mapping[str, str], tag: str) -> str:
+        """A policy as receivers apply it: sp= defaults to p=, np= to sp= (RFC 9989)."""
+        chain = {"p": ("p",), "sp": ("sp", "p"), "np": ("np", "sp", "p")}[tag]
+        return next((tags[t].lower() for t in chain if tags.get(t)), "none")
+
     out: dict[str, str] = {"v": "DMARC1"}
-    for tag in ("p", "sp"):
-        a, b = theirs.get(tag), mine.get(tag)
-        if a is None and b is None:
-            continue
-        if a is not None and (b is None or _STRENGTH.get(a.lower(), 0) >=
-                              _STRENGTH.get(b.lower(), 0)):
-            out[tag] = a.lower()
-            if b is not None and _STRENGTH.get(a.lower(), 0) > _STRENGTH.get(b.lower(), 0):
-                notes.append(note(N_("Your policy {tag}={value} is kept: it is stronger than "
-                                     "the declared {tag}={declared}."),
-                                  tag=tag, value=a.lower(), declared=b))
-        else:
-            out[tag] = b or ""
+    for tag in ("p", "sp", "np"):
+        if tag != "p" and not theirs.get(tag) and not mine.get(tag):
+            continue  # neither says: both inherit the same way
+        a, b = effective(theirs, tag), effective(mine, tag)
+        stronger = a if _STRENGTH.get(a, 0) >= _STRENGTH.get(b, 0) else b
+        out[tag] = stronger
+        if _STRENGTH.get(a, 0) > _STRENGTH.get(b, 0) and (theirs.get(tag) or tag == "p"):
+            notes.append(note(N_("Your policy {tag}={value} is kept: it is stronger than "
+                                 "the declared {tag}={declared}."),
+                              tag=tag, value=a, declared=b))
     for tag in ("adkim", "aspf"):
-        a, b = theirs.get(tag), mine.get(tag)
-        if a or b:
-            out[tag] = "s" if "s" in ((a or "").lower(), (b or "").lower()) else "r"
-    for tag in ("np",):
-        a, b = theirs.get(tag), mine.get(tag)
-        if a or b:
-            out[tag] = max((x.lower() for x in (a, b) if x), key=lambda x: _STRENGTH.get(x, 0))
-    if mine.get("t", "n").lower() == "y" and theirs.get("t", "y").lower() == "y":
-        out["t"] = "y"  # testing only when both say so: never weaker than theirs
+        a2, b2 = theirs.get(tag), mine.get(tag)
+        if a2 or b2:
+            out[tag] = "s" if "s" in ((a2 or "").lower(), (b2 or "").lower()) else "r"
+    # t=y (testing) only when both say so: the default is t=n (RFC 9989), never weaker
+    if mine.get("t", "n").lower() == "y" and theirs.get("t", "n").lower() == "y":
+        out["t"] = "y"
     if "fo" in theirs or "fo" in mine:
         out["fo"] = theirs.get("fo") or mine.get("fo", "")
     for tag in ("rua", "ruf"):
-        uris: list[str] = []
+        merged: list[str] = []
         for source in (theirs.get(tag, ""), mine.get(tag, "")):
             for uri in source.split(","):
                 uri = uri.strip()
-                if uri and uri.lower() not in (u.lower() for u in uris):
-                    uris.append(uri)
-        if uris:
-            out[tag] = ",".join(uris)
+                if uri and uri.lower() not in (u.lower() for u in merged):
+                    merged.append(uri)
+        if merged:
+            out[tag] = ",".join(merged)
     for tag, value in theirs.items():
         if tag not in out and tag not in ("pct", "rf", "ri", "t"):  # obsolete (RFC 9989)
             out[tag] = value

@@ -134,7 +134,7 @@ def _one_click(dom: DomainAdvice, t: Translate, esc: Callable[[str], str] = _pla
 
         lines.append(say(t, esc, N_("One-click set-up: your DNS host supports Domain Connect. "
                                     "The link opens {site}, where you confirm; it applies: "
-                                    "{groups}."), site=urlsplit(oc.url).netloc,
+                                    "{groups}."), site=urlsplit(oc.url).hostname or "",
                          groups=", ".join(t(GROUPS[g]) for g in oc.groups)))
     else:
         lines.append(say(t, esc, N_("One-click set-up is not available ({why}): follow the "
@@ -320,7 +320,7 @@ def html_page(advice: InstitutionAdvice, lang: str = "en") -> str:
                          f"</strong>: {e(n.text(t))}</li>")
         if items:
             out.append("<ul>" + "".join(items) + "</ul>")
-    warnings = _warnings(advice, t)
+    warnings = _warnings(advice, _escaped(t), _html)
     if warnings:
         out.append(f"<h2>{e(t(REPORTS))}</h2><ul>"
                    + "".join(f'<li class="note">{w}</li>' for w in warnings) + "</ul>")
@@ -337,9 +337,24 @@ def html_page(advice: InstitutionAdvice, lang: str = "en") -> str:
 
 
 def _txt(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    chunks = [escaped[i:i + 255] for i in range(0, len(escaped), 255)] or [""]
-    return " ".join(f'"{c}"' for c in chunks)
+    """A TXT value as zone-file character strings: the UTF-8 octets cut at 255 (RFC 1035
+    §3.3.14), then each piece quoted, ``"`` and ``\\`` escaped and every octet outside
+    printable ASCII written ``\\DDD``: no value can close its quotes or start a new line."""
+    octets = value.encode("utf-8")
+    pieces = [octets[i:i + 255] for i in range(0, len(octets), 255)] or [b""]
+
+    def quoted(piece: bytes) -> str:
+        out = []
+        for byte in piece:
+            if byte in (0x22, 0x5C):
+                out.append("\\" + chr(byte))
+            elif 0x20 <= byte < 0x7F:
+                out.append(chr(byte))
+            else:
+                out.append(f"\\{byte:03d}")
+        return '"' + "".join(out) + '"'
+
+    return " ".join(quoted(p) for p in pieces)
 
 
 def _comment(text: str) -> str:
@@ -380,12 +395,20 @@ def bind(advice: InstitutionAdvice, lang: str = "en") -> str:
 def _rr(step: Step) -> str:
     owner = step.fqdn
     if step.type == "TXT":
-        data = _txt(step.value) if step.action is not Action.REMOVE else step.value
+        data = _txt(step.value)
     elif step.type == "MX":
-        data = f"{step.priority} {step.value}"
+        data = f"{step.priority} {_name(step.value)}"
     else:
-        data = step.value if step.value.endswith(".") else step.value + "."
-    return f"{owner} {step.ttl} IN {step.type} {terminal(data, newlines=False)}"
+        data = _name(step.value)
+    return f"{owner} {step.ttl} IN {step.type} {data}"
+
+
+def _name(value: str) -> str:
+    """A domain name for the zone file: only what a host name holds (a live CNAME target is
+    hostile input), fully qualified."""
+    safe = "".join(c if c.isalnum() or c in "-._" else f"\\{ord(c):03d}" if ord(c) < 256
+                   else "?" for c in value)
+    return safe if safe.endswith(".") else safe + "."
 
 
 # --- JSON -------------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ and the counts are reported at the end of the run (:func:`report`).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -39,10 +41,21 @@ def rate_for(configured: Any = None) -> float:
     return rate / shards
 
 
+@functools.cache
 def _state_dir() -> Path:
+    """A directory of this user's alone: in a shared /tmp, one made by someone else (or a
+    link) would let them truncate or steer our files, so it is refused and a private one made
+    instead."""
+    import stat
+
     base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
     path = Path(base) / f"mailauth-provisioner-{os.getuid()}"
-    path.mkdir(mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode) or \
+            info.st_uid != os.getuid() or info.st_mode & 0o077:
+        return Path(tempfile.mkdtemp(prefix="mailauth-provisioner-"))
     return path
 
 
@@ -59,16 +72,21 @@ class TokenBucket:
         """Take one token, sleeping until there is one; returns the seconds waited."""
         waited = 0.0
         while True:
-            with _lock, open(self.path, "a+") as handle:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
+                         0o600)
+            with _lock, os.fdopen(fd, "r+") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX)
                 handle.seek(0)
                 try:
                     state = json.loads(handle.read() or "{}")
-                except ValueError:
-                    state = {}
+                    saved = float(state["tokens"]) if isinstance(state, dict) else self.burst
+                    at = float(state["at"]) if isinstance(state, dict) else time.time()
+                except (ValueError, KeyError, TypeError):
+                    saved, at = self.burst, time.time()
                 now = time.time()
-                tokens = min(self.burst, float(state.get("tokens", self.burst)) +
-                             (now - float(state.get("at", now))) * self.rate)
+                # a clock stepped back (or a stamp from the future) never means a long wait
+                elapsed = max(0.0, now - at)
+                tokens = max(0.0, min(self.burst, saved + elapsed * self.rate))
                 if tokens >= 1.0:
                     tokens -= 1.0
                     pause = 0.0
