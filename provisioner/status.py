@@ -202,8 +202,12 @@ def build(project: Project, report: Report, states: Mapping[str, Any], ptr: list
             domains.append({
                 "domain": dom.name, "dns": "external" if dom.dns is DnsMode.EXTERNAL
                 else "managed",
+                # the ramp's rung: none, quarantine; t=y, quarantine, reject; t=y, reject
                 "dmarc": {"policy": dom.dmarc.policy,
-                          "subdomain_policy": dom.dmarc.subdomain_policy},
+                          "subdomain_policy": dom.dmarc.subdomain_policy,
+                          "testing": dom.dmarc.testing,
+                          "rung": dom.dmarc.policy + ("; t=y" if dom.dmarc.testing
+                                                      and dom.dmarc.policy != "none" else "")},
                 "records": records, "ready": ok,
                 "readiness": [r.to_json() for r in rows]})
         counts["institutions"] += 1

@@ -68,7 +68,7 @@ function card(inst) {
   for (const d of inst.domains) {
     const head = el('h3', d.domain);
     head.appendChild(el('span', d.dns, 'badge'));
-    head.appendChild(el('span', 'DMARC p=' + d.dmarc.policy, 'badge'));
+    head.appendChild(el('span', 'DMARC ' + d.dmarc.rung, 'badge'));
     head.appendChild(el('span', d.ready ? 'ready' : 'not ready',
       'badge ' + (d.ready ? 'ready' : 'not-ready')));
     c.appendChild(head);

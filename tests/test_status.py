@@ -70,6 +70,7 @@ def test_status_states_since_and_readiness(
     mosa = by["mosa"]["domains"][0]
     assert {r["status"] for r in mosa["records"]} == {"success"}
     assert mosa["ready"] is True and mosa["dns"] == "managed"
+    assert mosa["dmarc"]["rung"] == "quarantine"
     mosa_rows = {r["key"]: r for r in mosa["readiness"]}
     assert mosa_rows["return-path"]["ok"] is None  # none declared: not judged
     acme = by["acme"]["domains"][0]
