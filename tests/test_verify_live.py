@@ -285,8 +285,12 @@ def test_key_that_is_not_the_platforms_fails(dns: PowerDNS, project: Project) ->
         (("v=DMARC1; p=none; rua=mailto:dmarc@mosamuseum.com,"
           "mailto:reports@dmarc.secutix.com,mailto:x@reports.example.org",),
          ("failed", "not-authorised")),
+        # tag names and keywords are case-insensitive in the ABNF (the version is not)
+        (("V=DMARC1; P=None; RUA=mailto:dmarc@mosamuseum.com,"
+          "mailto:reports@dmarc.secutix.com",), ("success", "ok")),
     ],
-    ids=["two-records", "other-policy", "bad-pct", "rfc9989-tags", "unauthorised-rua"],
+    ids=["two-records", "other-policy", "bad-pct", "rfc9989-tags", "unauthorised-rua",
+         "uppercase-tags"],
 )
 def test_dmarc_record_classes(dns: PowerDNS, project: Project,
                               capsys: pytest.CaptureFixture[str], values: tuple[str, ...],

@@ -47,7 +47,9 @@ class DmarcContext:
     published_authorisations: frozenset[str]  # fqdns of D._report._dmarc.<host> we publish
 
 
-_DMARC1 = re.compile(r"^v\s*=\s*DMARC1\s*(;|$)")
+# The tag name is case-insensitive (a quoted ABNF string), the version literal is not
+# (%x44.4d.41.52.43.31, RFC 9989 §4.7).
+_DMARC1 = re.compile(r"^[vV]\s*=\s*DMARC1\s*(;|$)")
 
 
 def is_dmarc(text: str) -> bool:
@@ -71,7 +73,7 @@ def parse_dmarc(text: str) -> Mapping[str, str]:
         if check is not None and not check(value if name in ("rua", "ruf", "v") else value.lower()):
             raise ValueError(f"{name}={value} is not a valid value (RFC 7489 §6.3)")
         values[name] = value
-    if tags[0][0] != "v":
+    if tags[0][0].lower() != "v":
         raise ValueError("v=DMARC1 must be the first tag (RFC 7489 §6.3)")
     if "p" not in values:
         raise ValueError("no p= tag: the policy is required (RFC 7489 §6.3)")
