@@ -116,6 +116,15 @@ def _host(record: Record) -> str:
     return record.name or "@"
 
 
+def _remove(record: Record, rtype: str, current: tuple[str, ...], message: str,
+            **fields: Any) -> Step:
+    """A record that cannot stay beside ``record`` (a warning: it is removed)."""
+    return Step(host=_host(record), fqdn=record.fqdn, type=rtype, ttl=record.ttl,
+                value=" | ".join(current), action=Action.REMOVE, role=record.role,
+                current=current,
+                notes=(note(message, True, name=record.fqdn.rstrip("."), **fields),))
+
+
 def _same_text(a: str, b: str) -> bool:
     return " ".join(a.split()).lower() == " ".join(b.split()).lower()
 
@@ -166,12 +175,9 @@ def _spf(record: Record, here: LiveName | None, platform_include: str,
             "add {include} to it, before its ~all or -all."),
             name=record.fqdn.rstrip("."), include=f"include:{platform_include}"),), **base)]
     if here.cname and record.name:
-        out.append(Step(host=_host(record), fqdn=record.fqdn, type="CNAME", ttl=record.ttl,
-                        value=here.cname, action=Action.REMOVE, role=record.role,
-                        current=(here.cname,), notes=(note(N_(
-                            "{name} is a CNAME to {target}: a TXT record cannot stand beside "
-                            "it (RFC 1034 §3.6.2). Remove the CNAME, then add the TXT record."),
-                            True, name=record.fqdn.rstrip("."), target=here.cname),)))
+        out.append(_remove(record, "CNAME", (here.cname,), N_(
+            "{name} is a CNAME to {target}: a TXT record cannot stand beside it (RFC 1034 "
+            "§3.6.2). Remove the CNAME, then add the TXT record."), target=here.cname))
     found = tuple(v for v in here.txt if is_spf(v))
     if not found:
         value, action = ours, Action.ADD
@@ -229,12 +235,9 @@ def _dkim(record: Record, here: LiveName | None) -> list[Step]:
         return [Step(value=target, action=Action.ADD, **base)]
     out: list[Step] = []
     if here.txt:
-        out.append(Step(host=_host(record), fqdn=record.fqdn, type="TXT", ttl=record.ttl,
-                        value=" | ".join(here.txt), action=Action.REMOVE, role=record.role,
-                        current=here.txt, notes=(note(N_(
-                            "{name} holds a TXT record (a key published by hand?): remove it, "
-                            "the CNAME must stand alone and the platform publishes the key "
-                            "behind it."), True, name=record.fqdn.rstrip(".")),)))
+        out.append(_remove(record, "TXT", here.txt, N_(
+            "{name} holds a TXT record (a key published by hand?): remove it, the CNAME must "
+            "stand alone and the platform publishes the key behind it.")))
     if here.cname is None:
         out.append(Step(value=target, action=Action.ADD, **base))
     elif here.cname.rstrip(".") == target.rstrip(".").lower():
@@ -259,13 +262,10 @@ def _dmarc(record: Record, here: LiveName | None) -> list[Step]:
     notes: list[Note] = []
     out: list[Step] = []
     if here.cname:
-        out.append(Step(host=_host(record), fqdn=record.fqdn, type="CNAME", ttl=record.ttl,
-                        value=here.cname, action=Action.REMOVE, role=record.role,
-                        current=(here.cname,), notes=(note(N_(
-                            "{name} is delegated by a CNAME to {target} (a DMARC service?). "
-                            "Either ask that service to add the platform's report address, or "
-                            "replace the CNAME with this TXT record."), True,
-                            name=record.fqdn.rstrip("."), target=here.cname),)))
+        out.append(_remove(record, "CNAME", (here.cname,), N_(
+            "{name} is delegated by a CNAME to {target} (a DMARC service?). Either ask that "
+            "service to add the platform's report address, or replace the CNAME with this TXT "
+            "record."), target=here.cname))
     found = tuple(v for v in here.txt if is_dmarc(v))
     if not found:
         out.append(Step(value=ours, action=Action.ADD, notes=tuple(notes), **base))
