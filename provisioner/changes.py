@@ -87,14 +87,21 @@ def changed_paths(root: Path, ref: str) -> list[tuple[str, str, str | None]]:
     return out
 
 
+def _everything_changed(paths: list[tuple[str, str, str | None]]) -> str | None:
+    """The first changed path that can alter any record (:data:`EVERYTHING`), or None."""
+    for _status, path, old in paths:
+        for p in (path, old or ""):
+            if any(p == e or (e.endswith("/") and p.startswith(e)) for e in EVERYTHING):
+                return p
+    return None
+
+
 def declarations(root: Path, ref: str) -> list[Path] | None:
     """The declarations to load for a plan scoped to what changed since ``ref``: the changed
     ones that exist now; None when everything must be planned (and so loaded)."""
     paths = changed_paths(root, ref)
-    for _status, path, old in paths:
-        for p in (path, old or ""):
-            if any(p == e or (e.endswith("/") and p.startswith(e)) for e in EVERYTHING):
-                return None
+    if _everything_changed(paths) is not None:
+        return None
     return [root / p for status, p, _ in paths
             if status != "D" and p.startswith(f"{ZONES_DIR}/") and p.endswith(".yaml")]
 
@@ -102,10 +109,9 @@ def declarations(root: Path, ref: str) -> list[Path] | None:
 def scope(project: Project, ref: str) -> Scope:
     root = project.root
     paths = changed_paths(root, ref)
-    for _status, path, old in paths:
-        for p in (path, old or ""):
-            if any(p == e or (e.endswith("/") and p.startswith(e)) for e in EVERYTHING):
-                return Scope(True, reason=f"{p} changed")
+    everything = _everything_changed(paths)
+    if everything is not None:
+        return Scope(True, reason=f"{everything} changed")
     codes: set[str] = set()
     zones: set[str] = set()
     orphans: dict[str, str] = {}

@@ -51,19 +51,24 @@ def positive_seconds(text: str) -> float:
     return value
 
 
-def api_calls() -> dict[str, dict[str, int]]:
-    """The Route53 requests of this run by target and operation (empty when none), and their
-    one-line summary on stderr."""
-    import sys as _sys
-
-    if "provisioner.octodns.ratelimit" not in _sys.modules:
+def api_report() -> dict[str, dict[str, int]]:
+    """The Route53 requests of this run by target and operation (empty when none was made:
+    the rate limiter is imported only with a Route53 target)."""
+    if "provisioner.octodns.ratelimit" not in sys.modules:
         return {}
     from provisioner.octodns import ratelimit
 
-    line = ratelimit.summary()
-    if line:
-        print(line, file=sys.stderr)
     return ratelimit.report()
+
+
+def api_calls() -> dict[str, dict[str, int]]:
+    """:func:`api_report`, with its one-line summary on stderr."""
+    calls = api_report()
+    if calls:
+        from provisioner.octodns import ratelimit
+
+        print(ratelimit.summary(), file=sys.stderr)
+    return calls
 
 
 def report(problems: Iterable[Problem]) -> None:

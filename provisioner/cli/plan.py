@@ -30,6 +30,7 @@ from provisioner.cli.common import (
     EXIT_OK,
     KeyContext,
     api_calls,
+    api_report,
     load,
     report,
     seconds,
@@ -704,14 +705,6 @@ def _markdown(result: PlanResult, pending: tuple[Pending, ...] = (),
     return "\n".join(out)
 
 
-def _calls() -> dict[str, dict[str, int]]:
-    if "provisioner.octodns.ratelimit" not in sys.modules:
-        return {}
-    from provisioner.octodns import ratelimit
-
-    return ratelimit.report()
-
-
 def _problems_json(problems: Iterable[Problem]) -> list[dict[str, str | int]]:
     return [p.to_json() for p in problems]
 
@@ -743,5 +736,5 @@ def to_json(result: PlanResult, pending: tuple[Pending, ...] = (),
         "awaiting": [{"institution": a.institution, "domain": a.domain,
                       "records": [r.to_json() for r in a.records]} for a in result.awaiting],
         "problems": _problems_json(result.problems),
-        "api_calls": _calls(),
+        "api_calls": api_report(),
     }
