@@ -16,7 +16,7 @@ $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { echo "make: cannot create $(VENV): install python3-venv (apt-get install python3-venv)" >&2; exit 1; }
 	@echo "installing mailauth-provisioner into $(VENV) (log: $(VENV)/install.log)"
 	@{ $(BIN)/pip install -q --disable-pip-version-check --upgrade pip && \
-	   $(BIN)/pip install -q --disable-pip-version-check -e '.[dev,domainconnect]' && \
+	   $(BIN)/pip install -q --disable-pip-version-check -e '.[dev,domainconnect,dmarc]' && \
 	   $(BIN)/pip install -q --disable-pip-version-check --no-deps 'domainconnectzone==4.0.0'; \
 	 } >$(VENV)/install.log 2>&1 || { tail -20 $(VENV)/install.log >&2; exit 1; }
 	@touch $@

@@ -21,11 +21,13 @@ from provisioner.expand import expand
 from provisioner.keys.policy import KeyPolicy, KeySpec, StoreConfig, parse_duration
 from provisioner.model import (
     DmarcPolicy,
+    DmarcReports,
     DnsMode,
     Domain,
     DomainConnect,
     Institution,
     Platform,
+    RampPolicy,
     Record,
     Selector,
     SpfPolicy,
@@ -380,6 +382,27 @@ def _build_platform(doc: Document, problems: list[Problem], root: Path) -> Platf
         origin=origin,
         domain_connect=_domain_connect(data, p["name"], zones, doc, problems),
         keys=keys,
+        dmarc_reports=_dmarc_reports(data.get("dmarc_reports") or {}, doc, problems),
+    )
+
+
+_REPORTS_DEFAULT = DmarcReports()
+
+
+def _dmarc_reports(spec: Mapping[str, Any], doc: Document,
+                   problems: list[Problem]) -> DmarcReports:
+    database = str(spec.get("database", _REPORTS_DEFAULT.database))
+    if database.startswith("postgresql://") and "password" in database.partition("?")[2]:
+        problems.append(Problem(
+            "dmarc.database-password", "dmarc_reports.database holds a password",
+            doc.where(("dmarc_reports", "database")),
+            "remove it: libpq reads PGPASSWORD or ~/.pgpass (a CI/CD variable)"))
+    ramp = spec.get("ramp") or {}
+    return DmarcReports(
+        database=database,
+        quarantine=str(spec.get("quarantine", _REPORTS_DEFAULT.quarantine)),
+        max_report_size=int(spec.get("max_report_size", _REPORTS_DEFAULT.max_report_size)),
+        ramp=RampPolicy(**{k: ramp[k] for k in RampPolicy.__dataclass_fields__ if k in ramp}),
     )
 
 
@@ -698,9 +721,28 @@ def _build_dmarc(
         percentage=_obsolete_percentage(doc, base, spec, problems),
         failure_reporting=spec.get("failure_reporting"),
         non_existent_subdomain_policy=spec.get("non_existent_subdomain_policy"),
+        explained_sources=_explained(doc, base, spec, problems),
         testing=bool(spec.get("testing", False)),
         psd=spec.get("psd"),
     )
+
+
+def _explained(doc: Document, base: PathKey, spec: dict[str, Any],
+               problems: list[Problem]) -> tuple[tuple[str, str], ...]:
+    found: list[tuple[str, str]] = []
+    for i, entry in enumerate(spec.get("explained_sources") or ()):
+        source = str(entry["source"]).strip().lower()
+        if not source.startswith("."):
+            try:
+                source = str(ipaddress.ip_network(source, strict=False))
+            except ValueError:
+                problems.append(Problem(
+                    "dmarc.explained-source", f"{source!r} is not an IP address or network",
+                    doc.where((*base, "explained_sources", i, "source")),
+                    "write 192.0.2.7, 198.51.100.0/24, or a host suffix such as .example.net"))
+                continue
+        found.append((source, str(entry["reason"])))
+    return tuple(found)
 
 
 def _obsolete_percentage(doc: Document, base: PathKey, spec: dict[str, Any],

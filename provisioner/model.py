@@ -74,6 +74,29 @@ class DomainConnect:
 
 
 @dataclass(frozen=True, slots=True)
+class RampPolicy:
+    """When ``dmarc recommend`` proposes the next rung (DESIGN §11; provisioner.yaml
+    ``dmarc_reports.ramp``): each threshold blocks a recommendation on its own."""
+
+    min_days: int = 14
+    min_reporters: int = 2
+    platform_aligned_percent: float = 99.5
+    max_unexplained_percent: float = 0.5
+    hold_days: int = 14
+    window_days: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class DmarcReports:
+    """Where the aggregate reports are stored and quarantined (``dmarc_reports``)."""
+
+    database: str = "sqlite:///build/dmarc/reports.sqlite3"
+    quarantine: str = "build/dmarc/quarantine"
+    max_report_size: int = 25 * 1024 * 1024
+    ramp: RampPolicy = field(default_factory=RampPolicy)
+
+
+@dataclass(frozen=True, slots=True)
 class Platform:
     name: str
     spf_include: str
@@ -95,6 +118,7 @@ class Platform:
     dkim_key_types: Mapping[str, str] = field(default_factory=_frozen)
     keys: KeyPolicy = field(default_factory=KeyPolicy)
     domain_connect: DomainConnect | None = None
+    dmarc_reports: DmarcReports = field(default_factory=DmarcReports)
 
     @property
     def manages_keys(self) -> bool:
@@ -144,6 +168,8 @@ class DmarcPolicy:
     non_existent_subdomain_policy: str | None = None  # np= (RFC 9989)
     testing: bool = False  # t=y (RFC 9989)
     psd: str | None = None  # psd= (RFC 9989)
+    # Failing senders the institution accepts, for the ramp (source, reason): never published.
+    explained_sources: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ COMMANDS = {
     "domainconnect": "provisioner.cli.domainconnect",
     "status": "provisioner.cli.status",
     "readiness": "provisioner.cli.status",
+    "dmarc": "provisioner.cli.dmarc",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
@@ -63,6 +64,7 @@ EXITS = {
     "domainconnect": "0 / 1 (template --check: 1 out of date)",
     "status": "0 / 1",
     "readiness": "0 ready, 1 error, 2 a domain not ready",
+    "dmarc": "0, 1 error, 2 a report quarantined (ingest)",
 }
 EXIT_EPILOG = ("exit codes: 0 done; 1 error or usage error; 2 changes, drift, failures, or "
                "applied but not verified yet; 3 a key step refused; 130 interrupted "
