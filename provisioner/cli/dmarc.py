@@ -48,6 +48,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "dmarc", help="DMARC aggregate reports: ingest, report, recommend the next rung",
         description="The aggregate reports at the platform's rua, read per institution "
                     "(docs/dmarc-reports.md).")
+    # --config is taken before the step too (provisioner dmarc --config F report).
+    p.add_argument("--config", dest="outer_config", metavar="FILE", default=None,
+                   help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="dmarc_command", metavar="STEP", required=True)
     store = argparse.ArgumentParser(add_help=False)
     store.add_argument("--database", metavar="URL",
@@ -96,6 +99,11 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     c.set_defaults(func=run_recommend)
 
 
+def _config_before_step(args: argparse.Namespace) -> None:
+    if getattr(args, "outer_config", None) and args.config == "provisioner.yaml":
+        args.config = args.outer_config
+
+
 def _fail(message: str) -> int:
     print(f"provisioner: {message}", file=sys.stderr)
     return EXIT_ERROR
@@ -131,6 +139,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     from provisioner import progress
     from provisioner.dmarcreports import ingest
 
+    _config_before_step(args)
     if not args.paths and not args.imap:
         return _fail("dmarc ingest: name report files or directories, or --imap URL")
     if _parsedmarc_missing():
@@ -196,6 +205,7 @@ def run_ingest(args: argparse.Namespace) -> int:
 def _evidence(args: argparse.Namespace) -> tuple[Any, Any, list[Any], str, str, date] | None:
     from provisioner.dmarcreports import analyse
 
+    _config_before_step(args)
     project = load(args, institution=args.code)
     if project is None:
         return None

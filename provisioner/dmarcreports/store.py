@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS dmarc_rows (
 );
 CREATE INDEX IF NOT EXISTS dmarc_rows_by_report ON dmarc_rows (report);
 CREATE INDEX IF NOT EXISTS dmarc_rows_by_day ON dmarc_rows (day);
+CREATE TABLE IF NOT EXISTS dmarc_seen (sha256 TEXT PRIMARY KEY, report_of TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS dmarc_quarantine (
     sha256 TEXT PRIMARY KEY,
     origin TEXT NOT NULL,
@@ -226,7 +227,10 @@ class Store:
                     p.get("adkim"), p.get("aspf"), report.origin, report.sha256,
                     report.ingested_at))
                 got = cur.fetchone()
-                if got is None:
+                if got is None:  # the same report in other bytes: those bytes are read too
+                    cur.execute(self._sql("INSERT INTO dmarc_seen (sha256, report_of) VALUES "
+                                          "(?, ?) ON CONFLICT (sha256) DO NOTHING"),
+                                (report.sha256, f"{report.org_name} {report.report_id}"))
                     added.append(False)
                     continue
                 added.append(True)
@@ -259,7 +263,7 @@ class Store:
         for start in range(0, len(wanted), 500):
             chunk = wanted[start:start + 500]
             marks = ", ".join("?" * len(chunk))
-            for table in ("dmarc_reports", "dmarc_quarantine"):
+            for table in ("dmarc_reports", "dmarc_seen", "dmarc_quarantine"):
                 found.update(r[0] for r in self._query(
                     f"SELECT sha256 FROM {table} WHERE sha256 IN ({marks})", chunk))
         return found
