@@ -298,3 +298,26 @@ def test_dmarc_commands_refuse_a_password_in_the_database_url(
               "postgresql://reports:hunter2@127.0.0.1/reports")
     assert got.code == 1
     assert "hunter2" not in got.err and "set PGPASSWORD" in got.err
+
+
+def test_external_instructions_carry_the_ramp(project: Project, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    project.zone("ext", "institution: ext\nname: Ext\ndomains:\n  ext.example:\n"
+                        "    dns: external\n    dmarc: {policy: none}\n")
+    today = date.today()
+    d = tmp_path / "in"
+    for i in range(20):
+        day = today - timedelta(days=i)
+        for org in ("google.com", "yahoo.com"):
+            xml = g.aggregate("ext.example", org, f"{org}-{day}", day,
+                              [g.platform_row("ext.example", 500)])
+            (d / f"{org}-{day}.xml").parent.mkdir(exist_ok=True)
+            (d / f"{org}-{day}.xml").write_bytes(xml)
+    cli(project, capsys, "dmarc", "ingest", str(d), "--jobs", "1")
+    got = cli(project, capsys, "instructions", "ext", "--offline", "--format", "json")
+    (dom,) = json.loads(got.out)["domains"]
+    assert any("ready for the next policy step, quarantine; t=y" in n["message"]
+               for n in dom["notes"]), dom["notes"]
+    fr = cli(project, capsys, "instructions", "ext", "--offline", "--lang", "fr")
+    line = next(x for x in fr.out.splitlines() if "prêt pour l'étape suivante" in x)
+    assert "`quarantine; t=y`" in line and "Attention" not in line, line  # a note, no warning

@@ -350,3 +350,30 @@ def _merge_requests(args: argparse.Namespace, project: Any, recs: list[Any],
         results.append({"institution": code, "action": done.action, "iid": done.iid,
                         "url": done.url, "branch": done.branch})
     return EXIT_OK
+
+
+def ramp_for(project: Any, code: str) -> list[Any]:
+    """The ramp's recommendations for one institution, for its instructions: none when no
+    report store exists yet or parsing extras are absent (a note on stderr when it cannot be
+    read: the instructions are still written)."""
+    from provisioner.dmarcreports import analyse
+    from provisioner.dmarcreports.store import Store, StoreError
+
+    settings = project.platform.dmarc_reports
+    url = settings.database
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not (path if path.is_absolute() else project.root / path).exists():
+            return []
+    try:
+        store = Store.open(url, project.root)
+    except StoreError as exc:
+        print(f"provisioner: the DMARC reports are left out: {exc}", file=sys.stderr)
+        return []
+    today = datetime.now(UTC).date()
+    since, until = analyse.window(settings.ramp, today)
+    try:
+        rows = list(store.daily(since, until, [code]))
+    finally:
+        store.close()
+    return _recommendations(project, settings.ramp, rows, today)[1]

@@ -61,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
         key = signing_key(project)
     advice = external.build(project.platform, inst, project.records(), nameservers=nameservers,
                             timeout=args.timeout, live=not args.offline, signing_key=key)
+    from provisioner.cli.dmarc import ramp_for
+
+    advice = external.with_ramp(advice, ramp_for(project, inst.code))
     writer = {"markdown": render.markdown, "html": render.html_page, "bind": render.bind,
               "json": render.json_text}[args.format]
     text = writer(advice, args.lang)

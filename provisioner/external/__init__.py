@@ -249,3 +249,29 @@ def _with_status(domains: list[DomainAdvice], platform: Platform, records: list[
 
 
 __all__ = ["Action", "DomainAdvice", "InstitutionAdvice", "Step", "build"]
+
+
+def with_ramp(advice: InstitutionAdvice, recommendations: Sequence[Any]) -> InstitutionAdvice:
+    """The instructions with the DMARC policy ramp's word for each domain that has reports
+    (:mod:`provisioner.dmarcreports`): ready for the next rung, or what it waits for."""
+    from provisioner.external.advice import note
+    from provisioner.external.i18n import N_
+
+    by_domain = {r.domain: r for r in recommendations}
+    domains = []
+    for dom in advice.domains:
+        rec = by_domain.get(dom.domain)
+        if rec is None or rec.next is None:
+            domains.append(dom)
+            continue
+        if rec.recommended:
+            extra = note(N_("The DMARC reports show {domain} ready for the next policy step, "
+                            "{rung}: the platform will send you the new DMARC record to "
+                            "publish once its team has approved the change."),
+                         domain=dom.domain, rung=rec.next)
+        else:
+            extra = note(N_("DMARC policy: {domain} stays at {rung} for now; the next step "
+                            "waits for: {checks}."), domain=dom.domain, rung=rec.current,
+                         checks=", ".join(c.name for c in rec.blocking))
+        domains.append(replace(dom, notes=(*dom.notes, extra)))
+    return replace(advice, domains=tuple(domains))

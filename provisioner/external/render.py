@@ -204,7 +204,8 @@ def markdown(advice: InstitutionAdvice, lang: str = "en") -> str:
                 mark = "**" + t(WARNING) + "**: " if n.warning else ""
                 out.append(f"- {i}. {mark}{n.text(t, _md)}")
         for n in dom.notes:
-            out.append(f"- **{t(WARNING)}**: {n.text(t, _md)}")
+            mark = "**" + t(WARNING) + "**: " if n.warning else ""
+            out.append(f"- {mark}{n.text(t, _md)}")
     warnings = _warnings(advice, t, _md)
     if warnings:
         out += ["", f"## {t(REPORTS)}", ""]
@@ -316,8 +317,9 @@ def html_page(advice: InstitutionAdvice, lang: str = "en") -> str:
                         if n.warning else "")
                 items.append(f'<li class="note">{i}. {mark}{n.text(_escaped(t), _html)}</li>')
         for n in dom.notes:
-            items.append(f'<li class="note"><strong class="warning">{e(t(WARNING))}'
-                         f"</strong>: {e(n.text(t))}</li>")
+            mark = (f'<strong class="warning">{e(t(WARNING))}</strong>: ' if n.warning
+                    else "")
+            items.append(f'<li class="note">{mark}{e(n.text(t))}</li>')
         if items:
             out.append("<ul>" + "".join(items) + "</ul>")
     warnings = _warnings(advice, _escaped(t), _html)
@@ -385,7 +387,7 @@ def bind(advice: InstitutionAdvice, lang: str = "en") -> str:
             line = _rr(step)
             out.append(_comment(line) if step.action is Action.REMOVE else line)
         for n in dom.notes:
-            out.append(_comment(f"{t(WARNING)}: {n.text(t)}"))
+            out.append(_comment(f"{t(WARNING)}: {n.text(t)}" if n.warning else n.text(t)))
     for w in _warnings(advice, t):
         out.append(_comment(w))
     out += ["", _comment(closing(advice, t)), ""]
