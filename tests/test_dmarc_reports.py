@@ -169,7 +169,8 @@ def _write_days(d: Path, days: int, *, reporters: tuple[str, ...] = ("google.com
             if unaligned:
                 rows.append(g.platform_row(domain, unaligned, aligned=False))
             xml = g.aggregate(domain, org, f"{org}-{domain}-{day}", day, rows, policy, testing)
-            (d / (g.file_name(org, domain, day, f"{org}-{day}") + ".gz")).write_bytes(
+            name = g.file_name(org, domain, day, f"{org}-{day}").replace("/", "_")
+            (d / (name + ".gz")).write_bytes(
                 g.gzipped(xml))
 
 
@@ -321,3 +322,52 @@ def test_external_instructions_carry_the_ramp(project: Project, tmp_path: Path,
     fr = cli(project, capsys, "instructions", "ext", "--offline", "--lang", "fr")
     line = next(x for x in fr.out.splitlines() if "prêt pour l'étape suivante" in x)
     assert "`quarantine; t=y`" in line and "Attention" not in line, line  # a note, no warning
+
+
+def test_the_html_report_in_chromium(project: Project, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """The page a support engineer opens: the chart drawn, the failing source shown with its
+    share, the ramp's verdict, and nothing fetched from anywhere."""
+    from tests.test_instructions_browser import ARGS, CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is missing: run scripts/install-system-deps")
+    from playwright.sync_api import sync_playwright
+
+    hostile = g.other_row(MOSA, 40, "203.0.113.66")
+    _write_days(tmp_path / "in", 16, others=(hostile,), reporters=("google.com",
+                                                                    "<b>evil</b>.example"))
+    cli(project, capsys, "dmarc", "ingest", str(tmp_path / "in"), "--jobs", "1")
+    out = tmp_path / "report.html"
+    made = cli(project, capsys, "dmarc", "report", "--today", TODAY.isoformat(),
+               "--format", "html", "--output", str(out))
+    assert made.code == 0, made.err
+    text = out.read_text()
+    assert "<b>evil</b>" not in text and "&lt;b&gt;evil&lt;/b&gt;" in text
+    assert "http://" not in text.replace("http://www.w3.org/2000/svg", "").replace(
+        "http://www.w3.org/1999/xlink", "")
+    requests: list[str] = []
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = context.new_page()
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(out.as_uri())
+            section = page.locator("section.domain[data-domain='mosamuseum.com']")
+            assert section.count() == 1
+            chart = section.locator("figure.chart svg")
+            box = chart.bounding_box()
+            assert box is not None and box["width"] > 300 and box["height"] > 100
+            assert chart.locator("path").count() > 10  # the lines, the bars, the axes
+            rows = section.locator("table.sources tr")
+            first_failing = [r.inner_text() for r in rows.all() if "203.0.113.66" in
+                             r.inner_text()]
+            assert first_failing and "3.8" in first_failing[0]  # 40 of 1040: 3.85 %
+            assert "stay at" in section.locator(".verdict").inner_text()
+            assert section.locator("li.wait").first.inner_text().startswith(
+                "wait: unexplained failing sources")
+            page.screenshot(path=str(tmp_path / "dmarc-report.png"), full_page=True)
+        finally:
+            context.close()
+    assert requests == [out.as_uri()]

@@ -102,7 +102,9 @@ def chart_svg(rep: DomainReport) -> str:
         fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     svg = buffer.getvalue()
     svg = svg[svg.find("<svg"):]
-    return re.sub(r"<!--.*?-->", "", svg, flags=re.S)
+    svg = re.sub(r"<!--.*?-->|<metadata>.*?</metadata>", "", svg, flags=re.S)
+    # The RDF namespaces of the metadata just removed: nothing in the page names a URL.
+    return re.sub(r'\s+xmlns:(?:dc|cc|rdf)="[^"]*"', "", svg)
 
 
 _CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
