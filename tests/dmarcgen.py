@@ -121,3 +121,32 @@ def message(xml: bytes, domain: str, org: str, report_id: str, kind: str = "gzip
         msg.add_attachment(xml, maintype="text", subtype="xml",
                            filename=f"{org}!{domain}!{report_id}.xml")
     return msg.as_bytes()
+
+
+def sample(out: str, days: int = 20, today: date | None = None) -> int:
+    """The README's sample: ``days`` days of reports for mosamuseum.com from two reporters,
+    the platform's mail aligned, a small sender failing. Returns the files written."""
+    from pathlib import Path
+
+    end = today or datetime.now(UTC).date()
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for i in range(days):
+        day = end - timedelta(days=i)
+        for org in ("google.com", "yahoo.com"):
+            rows = [platform_row("mosamuseum.com", 1200 + 37 * (days - i)),
+                    other_row("mosamuseum.com", 40, "192.0.2.80", passing=True),
+                    other_row("mosamuseum.com", 3, "203.0.113.9")]
+            xml = aggregate("mosamuseum.com", org, f"{org}-{day}", day, rows)
+            name = file_name(org, "mosamuseum.com", day, str(i)) + ".gz"
+            (folder / name).write_bytes(gzipped(xml))
+            n += 1
+    return n
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(f"{sample(sys.argv[1] if len(sys.argv) > 1 else 'build/sample-reports')} "
+          "sample reports written", file=sys.stderr)
