@@ -22,6 +22,7 @@ from tests.mailservers import (  # noqa: F401 - fixtures
     postgres,
     postgres_server,
 )
+from tests.servers import PdnsServer, pdns, pdns_server  # noqa: F401 - fixtures
 from tests.test_dmarc_reports import MOSA, SAMPLES, TODAY, _samples, _write_days
 
 EXAMPLE = """
@@ -119,3 +120,27 @@ def test_reports_from_an_imap_mailbox(project: Project, tmp_path: Path,
     (dom,) = json.loads(report.out)["domains"]
     assert dom["volume"] == 600 and len(dom["daily"]) == 6
     assert dovecot.password not in got.out + got.err + again.err
+
+
+def test_reverse_dns_tells_other_senders_apart(project: Project, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str],
+                                               pdns: PdnsServer) -> None:  # noqa: F811
+    """Two addresses of one sender become one source under its PTR name; a hostile PTR
+    (not a host name) is not kept; an address without PTR stays an address."""
+    pdns.create_zone("113.0.203.in-addr.arpa", [
+        ("9", "PTR", 300, ["mta1.newsletter.example."]),
+        ("10", "PTR", 300, ["MTA1.Newsletter.Example."]),
+        ("11", "PTR", 300, ["evil\\032name\\027[31m.example."]),
+    ])
+    others = (g.other_row(MOSA, 20, "203.0.113.9"), g.other_row(MOSA, 10, "203.0.113.10"),
+              g.other_row(MOSA, 5, "203.0.113.11"), g.other_row(MOSA, 3, "203.0.113.12"))
+    _write_days(tmp_path / "in", 2, others=others)
+    got = cli(project, capsys, "dmarc", "ingest", str(tmp_path / "in"), "--jobs", "1",
+              "--reverse-dns", "--nameserver", f"127.0.0.1:{pdns.dns_port}")
+    assert got.code == 0, got.err
+    report = cli(project, capsys, "dmarc", "report", "mosa", "--today", TODAY.isoformat(),
+                 "--format", "json")
+    (dom,) = json.loads(report.out)["domains"]
+    failing = {s["source"]: (s["failed"], s["ip_count"]) for s in dom["failing_sources"]}
+    assert failing == {"mta1.newsletter.example": (2 * 2 * 30, 2),
+                       "203.0.113.11": (20, 1), "203.0.113.12": (12, 1)}

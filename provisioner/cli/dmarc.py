@@ -69,6 +69,11 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                         "declared)")
     i.add_argument("--jobs", type=_positive, default=None, metavar="N",
                    help="parsing processes (default: one per core)")
+    i.add_argument("--reverse-dns", action="store_true",
+                   help="look up each source's PTR name (DNS, many queries at once) where the "
+                        "reporter gave none: other senders are then told apart by name")
+    i.add_argument("--nameserver", metavar="HOST[:PORT]", action="append", default=[],
+                   help="the recursive server asked (default: /etc/resolv.conf's)")
     i.add_argument("--format", choices=("text", "json"), default="text")
     i.set_defaults(func=run_ingest)
     when = argparse.ArgumentParser(add_help=False)
@@ -166,6 +171,18 @@ def run_ingest(args: argparse.Namespace) -> int:
     if not quarantine.is_absolute():
         quarantine = project.root / quarantine
     finish = None
+    client = None
+    resolver = None
+    if args.reverse_dns:
+        from provisioner.dnsclient import BadServer, DnsClient, Server
+
+        try:
+            client = DnsClient(nameservers=tuple(Server.parse(n) for n in args.nameserver),
+                               timeout=2.0)
+        except BadServer as exc:
+            store.close()
+            return _fail(str(exc))
+        resolver = ingest.ptr_lookup(client)
     try:
         if args.retry_quarantined:
             with store.transaction() as cur:
@@ -177,7 +194,8 @@ def run_ingest(args: argparse.Namespace) -> int:
             return _fail(str(exc))
         with progress.task("dmarc ingest", len(items)) as bar:
             runner = ingest.Ingester(store, domains, quarantine, settings.max_report_size,
-                                     jobs=args.jobs, progress=bar.advance)
+                                     jobs=args.jobs, progress=bar.advance,
+                                     reverse_dns=resolver)
             outcome = runner.run(items)
             if box is not None:
                 try:
@@ -191,6 +209,8 @@ def run_ingest(args: argparse.Namespace) -> int:
     finally:
         if finish is not None:
             finish()
+        if client is not None:
+            client.close()
         store.close()
     if args.format == "json":
         print(json.dumps({**outcome.to_json(), "store": totals}, indent=2))

@@ -280,13 +280,16 @@ class Ingester:
 
     def __init__(self, store: Store, domains: Mapping[str, str], quarantine_dir: Path,
                  max_size: int, jobs: int | None = None,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None,
+                 reverse_dns: Callable[[list[str]], dict[str, str]] | None = None) -> None:
         self.store = store
         self.domains = domains
         self.quarantine_dir = quarantine_dir
         self.max_size = max_size
         self.jobs = jobs if jobs is not None else (os.cpu_count() or 1)
         self.progress = progress
+        self.reverse_dns = reverse_dns
+        self._names: dict[str, str] = {}  # source IP -> its PTR name ("" when it has none)
         self.outcome = Outcome()
         self._pending: list[tuple[Report, str]] = []
         self._now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -385,6 +388,15 @@ class Ingester:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
+        if self.reverse_dns is not None:
+            rows = [row for report, _ in pending for row in report.rows
+                    if not row.get("reverse_dns") and row.get("source_ip")]
+            wanted = sorted({r["source_ip"] for r in rows} - set(self._names))
+            if wanted:
+                found = self.reverse_dns(wanted)
+                self._names.update({ip: found.get(ip, "") for ip in wanted})
+            for row in rows:
+                row["reverse_dns"] = self._names.get(row["source_ip"]) or None
         for (_, code), added in zip(pending, self.store.add_reports([r for r, _ in pending]),
                                     strict=True):
             if added:
@@ -440,3 +452,38 @@ def _batches(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
             batch = []
     if batch:
         yield batch
+
+
+def ptr_lookup(client: Any) -> Callable[[list[str]], dict[str, str]]:
+    """Reverse DNS of source addresses through the client's recursive servers, many queries in
+    flight at once: each address's first PTR name, lower-case, without the final dot. A name
+    from DNS is anybody's input: it is kept only when it is a host name."""
+    import ipaddress
+
+    from provisioner.dnsclient import NOERROR, Query, fqdn
+
+    servers = client.recursive_servers()
+
+    def lookup(ips: list[str]) -> dict[str, str]:
+        if not servers:
+            return {}
+        queries = {}
+        for ip in ips:
+            try:
+                name = ipaddress.ip_address(ip).reverse_pointer + "."
+            except ValueError:
+                continue
+            queries[ip] = Query(servers[0], fqdn(name), "PTR")
+        answers = client.lookup_many(list(queries.values()))
+        out: dict[str, str] = {}
+        for ip, q in queries.items():
+            answer = answers[q]
+            if answer.status != NOERROR or not answer.values:
+                continue
+            host = str(answer.values[0]).rstrip(".").lower()
+            if re.fullmatch(r"[a-z0-9_]([a-z0-9_-]{0,62}\.)*[a-z0-9-]{1,63}", host) \
+                    and len(host) <= 253:
+                out[ip] = host
+        return out
+
+    return lookup
