@@ -137,9 +137,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version (0) or a usage error (1, Parser.error)
         return int(exc.code) if isinstance(exc.code, int) else EXIT_ERROR
     _style(args)
-    if args.global_config is not None and getattr(args, "config", None) in (None,
-                                                                           DEFAULT_CONFIG):
-        args.config = args.global_config
+    # --config given after the step wins, then before the step (keys, dmarc, domainconnect:
+    # provisioner dmarc --config F report), then before the command.
+    for before in (getattr(args, "outer_config", None), args.global_config):
+        if before is not None and getattr(args, "config", None) in (None, DEFAULT_CONFIG):
+            args.config = before
     args.verbose = getattr(args, "verbose", 0) + args.global_verbose
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

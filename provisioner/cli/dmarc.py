@@ -104,11 +104,6 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     c.set_defaults(func=run_recommend)
 
 
-def _config_before_step(args: argparse.Namespace) -> None:
-    if getattr(args, "outer_config", None) and args.config == "provisioner.yaml":
-        args.config = args.outer_config
-
-
 def _fail(message: str) -> int:
     print(f"provisioner: {message}", file=sys.stderr)
     return EXIT_ERROR
@@ -144,7 +139,6 @@ def run_ingest(args: argparse.Namespace) -> int:
     from provisioner import progress
     from provisioner.dmarcreports import ingest
 
-    _config_before_step(args)
     if not args.paths and not args.imap:
         return _fail("dmarc ingest: name report files or directories, or --imap URL")
     if _parsedmarc_missing():
@@ -225,7 +219,6 @@ def run_ingest(args: argparse.Namespace) -> int:
 def _evidence(args: argparse.Namespace) -> tuple[Any, Any, list[Any], str, str, date] | None:
     from provisioner.dmarcreports import analyse
 
-    _config_before_step(args)
     project = load(args, institution=args.code)
     if project is None:
         return None

@@ -48,14 +48,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     k.set_defaults(func=run_keygen)
 
 
-def _config_before_step(args: argparse.Namespace) -> None:
-    """``--config`` given before the step (provisioner domainconnect --config F template)."""
-    if getattr(args, "outer_config", None) and args.config == "provisioner.yaml":
-        args.config = args.outer_config
-
-
 def _platform(args: argparse.Namespace) -> Any:
-    _config_before_step(args)
     project = load(args)
     if project is None:
         return None
@@ -104,7 +97,6 @@ def run_lint(args: argparse.Namespace) -> int:
     from provisioner import domainconnect
     from provisioner.domainconnect import lint
 
-    _config_before_step(args)
     if args.file:
         path = Path(args.file)
     else:

@@ -126,12 +126,10 @@ _record: dict[str, Any] | None = None
 
 
 def _outer(fn: Any) -> Any:
-    """The step, with --config and -v given before it honoured; with --format json (steps
+    """The step, with -v given before it honoured (--config: cli._main); with --format json (steps
     other than status and signing, which print their own), one JSON document on stdout."""
     def run(args: argparse.Namespace) -> int:
         global _record
-        if args.outer_config and args.config == "provisioner.yaml":
-            args.config = args.outer_config
         args.verbose = max(args.verbose, args.outer_verbose)
         if getattr(args, "format", None) != "json" or fn in (run_status, run_signing):
             code: int = fn(args)
