@@ -248,7 +248,7 @@ def _recommendations(project: Any, ramp: Any, rows: list[Any], today: date
         by_key.setdefault((row["institution"], row["domain"]), []).append(row)
     recs = []
     for rep in reports:
-        since = analyse._held_since(rep)
+        since = analyse.held_since(rep)
         scoped = rep
         if since is not None:
             inst = [i for i in project.institutions if i.code == rep.institution]

@@ -263,7 +263,7 @@ class Recommendation:
                 "checks": [c.to_json() for c in self.checks]}
 
 
-def _held_since(rep: DomainReport) -> str | None:
+def held_since(rep: DomainReport) -> str | None:
     """The first day of the latest unbroken run of report days whose receivers saw the
     declared rung (by volume), or None when the latest day shows another."""
     since = None
@@ -277,7 +277,7 @@ def _held_since(rep: DomainReport) -> str | None:
 def recommend(rep: DomainReport, ramp: RampPolicy, today: date) -> Recommendation:
     current = rep.declared
     nxt = next_rung(current)
-    since = _held_since(rep)
+    since = held_since(rep)
     checks: list[Check] = []
     if since is None:
         last = max(rep.seen) if rep.seen else None

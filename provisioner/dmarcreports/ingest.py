@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from provisioner.dmarcreports.store import Report, Store
+from provisioner.dmarcreports.store import Report, Store, redact
 from provisioner.errors import ProvisionerError
 from provisioner.names import normalize
 
@@ -108,7 +108,7 @@ class Mailbox:
     def parse(cls, url: str) -> Mailbox:
         parts = urlsplit(url)
         if parts.scheme not in ("imap", "imaps") or not parts.hostname or not parts.username:
-            raise IngestError(f"{_redact(url)}: not a mailbox URL; use "
+            raise IngestError(f"{redact(url)}: not a mailbox URL; use "
                               "imaps://USER@HOST[:PORT]/FOLDER")
         if parts.password is not None:
             raise IngestError("the mailbox URL holds a password: remove it and set "
@@ -120,10 +120,6 @@ class Mailbox:
     def __str__(self) -> str:
         scheme = "imaps" if self.tls else "imap"
         return f"{scheme}://{self.user}@{self.host}:{self.port}/{self.folder}"
-
-
-def _redact(url: str) -> str:
-    return re.sub(r"(://[^/@:\s]+):[^@/\s]*@", r"\1:***@", url)
 
 
 def mailbox_items(box: Mailbox, password: str, max_size: int,
