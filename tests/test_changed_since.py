@@ -146,26 +146,6 @@ def test_a_zone_shared_with_another_institution_is_never_planned_empty(
     assert not any(n.endswith("beta") for n, _, _ in in_zone)  # beta's records untouched
 
 
-def test_shards_of_a_full_plan_add_up_to_it(repo: tuple[Project, str],
-                                            capsys: pytest.CaptureFixture[str]) -> None:
-    project, _ = repo
-    config = project.config
-    # a platform change touches every zone, and one institution is removed
-    config.write_text(config.read_text().replace("return_path_mx: bounce.secutix.com",
-                                                 "return_path_mx: rp.secutix.com"))
-    (project.zones / "gva-opera.yaml").unlink()
-    full, _ = _changes(project, capsys)
-    parts = [_changes(project, capsys, "--shard", f"{i}/3")[0] for i in (1, 2, 3)]
-    assert set().union(*parts) == full
-    # no change is planned twice, and only shard 1 deletes the removed institution's records
-    assert sum(len(p) for p in parts) == len(full)
-    deletions = [c for p in parts[1:] for c in p if c[3] == "delete"]
-    assert deletions == []
-    assert ("gtg.ch.", "_dmarc", "TXT", "delete") in parts[0]
-    both = cli(project, capsys, "plan", "--shard", "1/2", "--changed-since", "HEAD")
-    assert both.code == 1 and "do not go together" in both.err
-
-
 def test_a_new_declaration_is_planned_with_a_relative_config(
     repo: tuple[Project, str], capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,

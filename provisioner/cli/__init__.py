@@ -27,6 +27,7 @@ COMMANDS = {
     "records": "provisioner.cli.records",
     "plan": "provisioner.cli.plan",
     "apply": "provisioner.cli.plan",
+    "plan-merge": "provisioner.cli.plan",
     "verify": "provisioner.cli.verify",
     "drift": "provisioner.cli.drift",
     "instructions": "provisioner.cli.instructions",
@@ -53,6 +54,7 @@ EXITS = {
     "plan": "0, 1 error, 2 changes (with --detailed-exitcode)",
     "apply": "0 applied, 1 error or not approved (nothing written), 2 applied but the check "
              "after it failed",
+    "plan-merge": "0 / 1",
     "verify": "0 ok, 1 error, 2 failures",
     "drift": "0 none, 1 error or checks unanswered, 2 drift",
     "instructions": "0 finished (or nothing to do), 1 error, 2 records to do or wrong",

@@ -18,7 +18,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from provisioner.keys import clock
 from provisioner.keys.service import Pending
 from provisioner.model import MxValue
 from provisioner.octodns import afterapply, engine
-from provisioner.octodns.engine import Change, PlanResult
+from provisioner.octodns.engine import PlanResult
 from provisioner.octodns.ownership import MARKER_NAME
 from provisioner.verify import Report
 
@@ -94,6 +94,19 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     a.add_argument("--no-verify", action="store_true",
                    help="do not verify the changed records on live DNS after applying")
     a.set_defaults(func=run_apply)
+    m = subparsers.add_parser(
+        "plan-merge", parents=[common], help="the shards' plans as one (the pipeline's note)",
+        description="Merge the plans of `plan --shard I/N --output-dir DIR`, one DIR per "
+                    "shard, into one plan: every shard's changes, the summed counts, and each "
+                    "shard's checksum for its apply. Every shard must be given once.",
+    )
+    m.add_argument("plans", nargs="+", metavar="DIR",
+                   help="a shard's --output-dir (or its plan.json)")
+    m.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    m.add_argument("--output-dir", metavar="DIR",
+                   help="also write plan.json, plan.md, plan.txt, plan-summary.json and "
+                        "plan.shards (one 'I/N CHECKSUM' line per shard with changes) to DIR")
+    m.set_defaults(func=run_merge)
 
 
 def _scope(args: argparse.Namespace, project: Project, *, say: bool = True) -> Any:
@@ -115,15 +128,57 @@ def _shard(args: argparse.Namespace) -> Any:
     text = getattr(args, "shard", None)
     if not text:
         return None
-    if getattr(args, "changed_since", None):
-        raise ProvisionerError("--shard and --changed-since do not go together: a merge "
-                               "request's plan is small; shards split a full plan")
     from provisioner.drift import Shard
 
     try:
         return Shard.parse(text)
     except ValueError as exc:
         raise ProvisionerError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """How this run splits the plan: ``shard`` the share it plans of a full plan (None: no
+    split), ``idle`` when it plans nothing (a narrow --changed-since scope is all shard 1's:
+    a merge request's change is small, and two jobs planning one platform zone would each
+    want its apply first)."""
+
+    shard: Any = None
+    idle: bool = False
+    given: str | None = None  # the --shard text, for the plan document
+
+    @property
+    def platform(self) -> bool:
+        """Whether this run plans the platform zones (whole) and the keys to generate."""
+        return not self.idle and (self.shard is None or self.shard.holds(None))
+
+
+def _sharding(args: argparse.Namespace, project: Project) -> Sharding:
+    shard = _shard(args)
+    if shard is None:
+        return Sharding()
+    if _scope(args, project) is not None:
+        return Sharding(None, not shard.holds(None), str(shard))
+    return Sharding(shard, False, str(shard))
+
+
+def zone_shards(project: Project) -> dict[str, str | None]:
+    """Each managed zone's institution for sharding: the first code (sorted) with records in
+    it, so that a zone two institutions share is planned by one shard, whole; None for the
+    platform zones (shard 1's, whole: their one marker and their creation belong to one job)."""
+    platform = {z + "." for z in project.platform.platform_zones}
+    owner: dict[str, str | None] = {}
+    for r in project.records():
+        if not r.managed:
+            continue
+        if r.zone in platform or r.institution is None:
+            owner[r.zone] = None
+        elif r.zone not in owner:
+            owner[r.zone] = r.institution
+        elif owner[r.zone] is not None:
+            owner[r.zone] = min(owner[r.zone] or r.institution, r.institution)
+    owner.update({z: None for z in platform})
+    return owner
 
 
 def _plan(args: argparse.Namespace, project: Project) -> PlanResult | None:
@@ -136,20 +191,24 @@ def _plan(args: argparse.Namespace, project: Project) -> PlanResult | None:
         if narrowed is None:
             return None
         zones = {r.zone for r in narrowed.records() if r.managed}
-    shard = _shard(args)
+    sharding = _sharding(args, project)
+    if sharding.idle:
+        print(f"plan: shard {sharding.given}: the change is not the whole fleet, shard 1 "
+              "plans all of it", file=sys.stderr)
+        return PlanResult((), (), (), None)
+    shard = sharding.shard
     orphans_outside = None
-    others = None
     if shard is not None:
-        mine = {i.code for i in project.institutions if shard.holds(i.code)}
-        zones_of = {r.zone for r in project.records() if r.managed and r.institution in mine}
-        zones = zones_of if zones is None else zones & zones_of
-        zones |= {z + "." for z in project.platform.platform_zones}
-        if shard.holds(None) and codes is None:
-            # shard 1: also removed institutions' zones, and their platform-zone records
-            orphans_outside = {r.zone for r in project.records() if r.managed}
-            others = {i.code for i in project.institutions} - mine
+        owners = zone_shards(project)
+        mine = {z for z, code in owners.items() if shard.holds(code)}
+        zones = mine if zones is None else zones & mine
+        if shard.holds(None):
+            # shard 1: the platform zones whole (every institution's keys and report
+            # authorisations there, a removed one's too), and removed institutions' zones
+            orphans_outside = set(owners)
         else:
-            codes = mine if codes is None else ({codes} & mine)
+            held = {i.code for i in project.institutions if shard.holds(i.code)}
+            codes = held if codes is None else ({codes} & held)
     changed = _scope(args, project)
     if changed is not None:
         codes = changed.codes if codes is None else set(
@@ -159,11 +218,16 @@ def _plan(args: argparse.Namespace, project: Project) -> PlanResult | None:
             zones |= {z + "." for z in project.platform.platform_zones}
         orphans = dict(changed.orphans)
         domains = changed.domains
-    return engine.plan(project.records(), project.platform, project.root,
-                       only_target=args.target, only_zones=zones,
-                       only_institution=codes, orphan_zones=orphans, scope_domains=domains,
-                       orphans_outside=orphans_outside, except_institutions=others,
-                       read_only=bool(getattr(args, "read_only", False)))
+    result = engine.plan(project.records(), project.platform, project.root,
+                         only_target=args.target, only_zones=zones,
+                         only_institution=codes, orphan_zones=orphans, scope_domains=domains,
+                         orphans_outside=orphans_outside,
+                         read_only=bool(getattr(args, "read_only", False)))
+    if shard is not None:
+        # the external domains awaiting their institution: each in its institution's shard
+        result = replace(result, awaiting=tuple(a for a in result.awaiting
+                                                if shard.holds(a.institution)))
+    return result
 
 
 @dataclass(frozen=True)
@@ -176,10 +240,15 @@ class Shown:
     keys: KeyContext
     pending: tuple[Pending, ...]
     checksum: str | None
+    shard: str | None = None  # --shard I/N as given
 
     @property
     def has_changes(self) -> bool:
         return self.result.has_changes or bool(self.pending)
+
+    def document(self) -> dict[str, Any]:
+        """The plan's JSON document: every other form is rendered from it."""
+        return to_json(self.result, self.pending, self.checksum, self.shard)
 
 
 def plan_checksum(result: PlanResult, pending: Iterable[Pending]) -> str | None:
@@ -220,11 +289,12 @@ def _shown_plan(args: argparse.Namespace, *, quiet: bool = False) -> Shown | Non
         return None
     project, keys = loaded
     changed = _scope(args, project)
-    shard = _shard(args)
+    sharding = _sharding(args, project)
+    # the keys to generate are the DKIM zone's, and so shard 1's
     pending = tuple(p for p in service.pending(project, keys.states)
                     if args.institution in (None, p.institution)
                     and (changed is None or p.institution in changed.codes)
-                    and (shard is None or shard.holds(p.institution)))
+                    and sharding.platform)
     result = _plan(args, project)
     if result is None:
         return None
@@ -232,24 +302,31 @@ def _shown_plan(args: argparse.Namespace, *, quiet: bool = False) -> Shown | Non
     report(problems)
     if any(p.is_error for p in problems):
         return None
-    shown = Shown(project, result, keys, pending, plan_checksum(result, pending))
+    shown = Shown(project, result, keys, pending, plan_checksum(result, pending),
+                  sharding.given)
     if not quiet:
-        print(render(result, args.format, pending, shown.checksum))
+        print(render(shown.document(), args.format))
     return shown
 
 
 def _write_outputs(directory: Path, shown: Shown) -> bool:
     """Every form the pipeline needs, from the one plan: a second plan run could differ (and
     costs the API calls again)."""
-    counts = _counts(shown.result)
+    return write_forms(directory, shown.document())
+
+
+def write_forms(directory: Path, document: dict[str, Any]) -> bool:
     files = {
-        "plan.json": json.dumps(to_json(shown.result, shown.pending, shown.checksum),
-                                indent=2) + "\n",
-        "plan.md": render(shown.result, "markdown", shown.pending, shown.checksum) + "\n",
-        "plan.txt": render(shown.result, "text", shown.pending, shown.checksum) + "\n",
-        "plan.checksum": shown.checksum or "",
-        "plan-summary.json": json.dumps(counts) + "\n",
+        "plan.json": json.dumps(document, indent=2) + "\n",
+        "plan.md": render(document, "markdown") + "\n",
+        "plan.txt": render(document, "text") + "\n",
+        "plan-summary.json": json.dumps(counts(document)) + "\n",
     }
+    if "shards" in document:  # merged: each shard's own checksum, one line each, for apply
+        files["plan.shards"] = "".join(f"{s['shard']} {s['checksum']}\n"
+                                       for s in document["shards"] if s["checksum"])
+    else:
+        files["plan.checksum"] = document["checksum"] or ""
     try:
         directory.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
@@ -260,11 +337,10 @@ def _write_outputs(directory: Path, shown: Shown) -> bool:
     return True
 
 
-def _closing(shown: Shown) -> str:
-    counts = _counts(shown.result)
-    keys = sum(len(p.needs) for p in shown.pending)
-    text = (f"{counts['create']} to create, {counts['update']} to update, "
-            f"{counts['delete']} to delete")
+def _closing(document: dict[str, Any]) -> str:
+    n = counts(document)
+    keys = sum(len(k["keys"]) for k in document["keys_to_generate"])
+    text = f"{n['create']} to create, {n['update']} to update, {n['delete']} to delete"
     return text + (f", {keys} key(s) to generate" if keys else "")
 
 
@@ -307,10 +383,22 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.output_dir and not _write_outputs(Path(args.output_dir), shown):
         return EXIT_ERROR
     if args.format != "text":  # the text plan ends with this line already
-        print(f"plan: {_closing(shown)}", file=sys.stderr)
+        print(f"plan: {_closing(shown.document())}", file=sys.stderr)
     api_calls()
     if args.detailed_exitcode and shown.has_changes:
         return EXIT_CHANGES
+    return EXIT_OK
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from provisioner import planmerge
+
+    merged = planmerge.merge([(Path(d), planmerge.read(Path(d))) for d in args.plans])
+    if args.output_dir and not write_forms(Path(args.output_dir), merged):
+        return EXIT_ERROR
+    print(render(merged, args.format))
+    if args.format != "text":
+        print(f"plan: {_closing(merged)}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -325,7 +413,7 @@ def _approved(args: argparse.Namespace, log: Applied, shown: Shown) -> bool:
         return True
     if sys.stdin.isatty():
         if args.format == "json":  # stdout holds the JSON: show what is asked about here
-            print(render(shown.result, "text", shown.pending, shown.checksum), file=sys.stderr)
+            print(render(shown.document(), "text"), file=sys.stderr)
         print("\nApply these changes? Only 'yes' approves: ", end="", file=sys.stderr,
               flush=True)
         if sys.stdin.readline().strip() == "yes":
@@ -390,7 +478,7 @@ def _apply(args: argparse.Namespace, log: Applied) -> int:
     if shown is None:
         log.outcome = "error: nothing written"
         return EXIT_ERROR
-    log.plan = to_json(shown.result, shown.pending, shown.checksum)
+    log.plan = shown.document()
     if not shown.has_changes:
         if args.checksum:
             # The reviewed plan had changes and now there are none: someone else applied it,
@@ -574,134 +662,161 @@ def _verify_applied(args: argparse.Namespace, project: Project,
 
 
 # --- rendering ------------------------------------------------------------------------------
+# Every form is rendered from the plan's JSON document (:func:`to_json`), so that the shards'
+# documents merged into one (:func:`merge`) render exactly as one plan does.
 
 
 def _value(v: Any, rtype: str) -> str:
-    if isinstance(v, MxValue):
-        return str(v)
+    if isinstance(v, dict):  # MX, as the document writes it
+        return f"{v.get('preference')} {v.get('exchange')}"
     return json.dumps(v) if rtype in ("TXT", "SPF") else str(v)
 
 
-def _name(change: Change) -> str:
-    return change.name or "@"
+def _name(change: dict[str, Any]) -> str:
+    return change["name"] or "@"
 
 
-def _change_lines(change: Change) -> list[str]:
-    head = {"create": "+", "update": "~", "delete": "-"}[change.action]
-    ttl = change.after_ttl if change.after_ttl is not None else change.before_ttl
-    lines = [f"  {head} {_name(change)} {change.type} {ttl}"]
-    before = {_value(v, change.type) for v in change.before}
-    after = {_value(v, change.type) for v in change.after}
+def _ttl(change: dict[str, Any]) -> Any:
+    side = change["after"] or change["before"] or {}
+    return side.get("ttl")
+
+
+def _change_lines(change: dict[str, Any]) -> list[str]:
+    head = {"create": "+", "update": "~", "delete": "-"}[change["action"]]
+    before_side = change["before"] or {"ttl": None, "values": []}
+    after_side = change["after"] or {"ttl": None, "values": []}
+    lines = [f"  {head} {_name(change)} {change['type']} {_ttl(change)}"]
+    before = {_value(v, change["type"]) for v in before_side["values"]}
+    after = {_value(v, change["type"]) for v in after_side["values"]}
     for v in sorted(before | after):
         mark = " " if v in before and v in after else ("-" if v in before else "+")
         lines.append(f"      {mark} {v}")
-    if change.action == "update" and change.before_ttl != change.after_ttl:
-        lines.append(f"      ttl {change.before_ttl} -> {change.after_ttl}")
+    if change["action"] == "update" and before_side["ttl"] != after_side["ttl"]:
+        lines.append(f"      ttl {before_side['ttl']} -> {after_side['ttl']}")
     return lines
 
 
-def _counts(result: PlanResult) -> dict[str, int]:
-    counts = {"create": 0, "update": 0, "delete": 0}
-    for zone in result.zones:
-        for c in zone.changes:
-            counts[c.action] += 1
-    return counts
+def counts(document: dict[str, Any]) -> dict[str, int]:
+    """create/update/delete counts: GitLab's terraform report (plan-summary.json)."""
+    n = {"create": 0, "update": 0, "delete": 0}
+    for zone in document["zones"]:
+        for c in zone["changes"]:
+            n[c["action"]] += 1
+    return n
 
 
-def render(result: PlanResult, fmt: str, pending: Iterable[Pending] = (),
-           checksum: str | None = None) -> str:
-    pending = tuple(pending)
-    checksum = checksum if checksum is not None else result.checksum
+def render(document: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
-        return json.dumps(to_json(result, pending, checksum), indent=2)
+        return json.dumps(document, indent=2)
     if fmt == "markdown":
-        return _markdown(result, pending, checksum)
-    return _text(result, pending, checksum)
+        return _markdown(document)
+    return _text(document)
 
 
-def _pending_lines(pending: tuple[Pending, ...]) -> list[str]:
+def _apply_hints(document: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """(shard, checksum) of each plan to apply: one, or each shard's of a merged plan."""
+    if "shards" in document:
+        return [(s["shard"], s["checksum"]) for s in document["shards"] if s["checksum"]]
+    return [(document.get("shard"), document["checksum"])] if document["checksum"] else []
+
+
+def _pending_lines(document: dict[str, Any]) -> list[str]:
+    pending = document["keys_to_generate"]
     if not pending:
         return []
     out = ["", "keys to generate (apply makes them in the key store, then publishes them):"]
-    out += [f"  {p.institution}: keys to generate: {p}" for p in pending]
+    out += [f"  {p['institution']}: keys to generate: {_keys(p)}" for p in pending]
     return out
 
 
-def _text(result: PlanResult, pending: tuple[Pending, ...] = (),
-          checksum: str | None = None) -> str:
+def _keys(pending: dict[str, Any]) -> str:
+    specs = sorted({str(k["spec"]) for k in pending["keys"]})
+    return ", ".join([*(str(k["selector"]) for k in pending["keys"]), *specs])
+
+
+def _text(document: dict[str, Any]) -> str:
     out: list[str] = []
-    for zone in result.zones:
-        state = "" if zone.exists else " (new zone)"
-        state += " (declaration removed)" if zone.orphan else ""
-        if not zone.changes:
-            out.append(f"{zone.zone} on {zone.target}: no changes")
+    for zone in document["zones"]:
+        state = "" if zone["exists"] else " (new zone)"
+        state += " (declaration removed)" if zone["orphan"] else ""
+        if not zone["changes"]:
+            out.append(f"{zone['zone']} on {zone['target']}: no changes")
             continue
-        out.append(f"{zone.zone} on {zone.target}{state}: {len(zone.changes)} change(s)")
-        for c in zone.changes:
+        out.append(f"{zone['zone']} on {zone['target']}{state}: "
+                   f"{len(zone['changes'])} change(s)")
+        for c in zone["changes"]:
             out.extend(_change_lines(c))
-        out.extend(f"  ! apply needs --force: {v}" for v in zone.violations)
-    out.extend(_awaiting_lines(result))
-    out.extend(_pending_lines(pending))
-    counts = _counts(result)
+        out.extend(f"  ! apply needs --force: {v}" for v in zone["needs_force"])
+    out.extend(_awaiting_lines(document))
+    out.extend(_pending_lines(document))
     out.append("")
-    if result.has_changes or pending:
-        keys = sum(len(p.needs) for p in pending)
-        more = f", {keys} key(s) to generate" if keys else ""
-        out.append(f"{counts['create']} to create, {counts['update']} to update, "
-                   f"{counts['delete']} to delete{more}; checksum {checksum}")
-        out.append(f"apply exactly this plan: provisioner apply --checksum {checksum}")
+    hints = _apply_hints(document)
+    if document["changes"]:
+        what = _closing(document)
+        if len(hints) == 1 and "shards" not in document:
+            shard, checksum = hints[0]
+            out.append(f"{what}; checksum {checksum}")
+            flag = f"--shard {shard} " if shard else ""
+            out.append(f"apply exactly this plan: provisioner apply {flag}--checksum {checksum}")
+        else:
+            out += [what, "apply exactly this plan, shard by shard:"]
+            out += [f"  provisioner apply --shard {shard} --checksum {checksum}"
+                    for shard, checksum in hints]
     else:
         out.append("no changes")
     return "\n".join(out)
 
 
-def _awaiting_lines(result: PlanResult) -> list[str]:
-    if not result.awaiting:
+def _awaiting_lines(document: dict[str, Any]) -> list[str]:
+    if not document["awaiting"]:
         return []
     out = ["", "awaiting publication by the institution (dns: external, never written):"]
-    for a in result.awaiting:
-        out.append(f"  {a.institution}: {a.domain}, {len(a.records)} record(s) "
-                   f"(provisioner instructions {a.institution})")
+    for a in document["awaiting"]:
+        out.append(f"  {a['institution']}: {a['domain']}, {len(a['records'])} record(s) "
+                   f"(provisioner instructions {a['institution']})")
     return out
 
 
-def _md_cell(text: str) -> str:
-    """A table cell carrying text from the live zone: a code span (no link, image, mention)."""
-    return md_code(text)
-
-
-def _markdown(result: PlanResult, pending: tuple[Pending, ...] = (),
-              checksum: str | None = None) -> str:
-    counts = _counts(result)
-    out = [f"### octoDNS plan: {counts['create']} create, {counts['update']} update, "
-           f"{counts['delete']} delete", ""]
-    for zone in result.zones:
-        if not zone.changes:
+def _markdown(document: dict[str, Any]) -> str:
+    n = counts(document)
+    out = [f"### octoDNS plan: {n['create']} create, {n['update']} update, "
+           f"{n['delete']} delete", ""]
+    for zone in document["zones"]:
+        if not zone["changes"]:
             continue
-        extra = "" if zone.exists else " (new zone)"
-        out += [f"#### `{zone.zone}` on `{zone.target}`{extra}", "",
+        extra = "" if zone["exists"] else " (new zone)"
+        out += [f"#### {md_code(zone['zone'])} on {md_code(zone['target'])}{extra}", "",
                 "| | name | type | ttl | values |", "|---|---|---|---|---|"]
-        for c in zone.changes:
-            ttl = c.after_ttl if c.after_ttl is not None else c.before_ttl
+        for c in zone["changes"]:
             lines = _change_lines(c)[1:]
-            values = "<br>".join(_md_cell(line.strip()) for line in lines)
-            out.append(f"| {c.action} | `{_name(c)}` | {c.type} | {ttl} | {values} |")
-        out += [f"> **apply needs `--force`**: {_md_cell(v)}" for v in zone.violations]
+            values = "<br>".join(md_code(line.strip()) for line in lines)
+            out.append(f"| {c['action']} | {md_code(_name(c))} | {c['type']} | {_ttl(c)} | "
+                       f"{values} |")
+        out += [f"> **apply needs `--force`**: {md_code(v)}" for v in zone["needs_force"]]
         out.append("")
-    unchanged = [z.zone for z in result.zones if not z.changes]
+    unchanged = [z for z in document["zones"] if not z["changes"]]
     if unchanged:
         out += [f"No changes in {len(unchanged)} zone(s).", ""]
-    if result.awaiting:
+    if document["awaiting"]:
         out += ["#### Awaiting publication by the institution (`dns: external`)", ""]
-        out += [f"- `{a.institution}`: {a.domain}, {len(a.records)} record(s)"
-                for a in result.awaiting]
+        out += [f"- {md_code(a['institution'])}: {md_code(a['domain'])}, "
+                f"{len(a['records'])} record(s)" for a in document["awaiting"]]
         out.append("")
-    if pending:
+    if document["keys_to_generate"]:
         out += ["#### DKIM keys to generate (at apply, in the key store)", ""]
-        out += [f"- `{p.institution}`: keys to generate: {p}" for p in pending]
+        out += [f"- {md_code(p['institution'])}: keys to generate: {md_code(_keys(p))}"
+                for p in document["keys_to_generate"]]
         out.append("")
-    if checksum:
-        out.append(f"Checksum: `{checksum}`")
+    hints = _apply_hints(document)
+    if "shards" in document:
+        out += ["Checksums, one per shard (apply takes each): " + ", ".join(
+            f"shard {md_code(s['shard'])} " + (md_code(s["checksum"]) if s["checksum"]
+                                                else "no changes")
+            for s in document["shards"])]
+    elif hints:
+        shard, checksum = hints[0]
+        out.append(f"Checksum: {md_code(checksum)}" +
+                   (f" (shard {md_code(shard)})" if shard else ""))
     return "\n".join(out)
 
 
@@ -710,13 +825,14 @@ def _problems_json(problems: Iterable[Problem]) -> list[dict[str, str | int]]:
 
 
 def to_json(result: PlanResult, pending: tuple[Pending, ...] = (),
-            checksum: str | None = None) -> dict[str, Any]:
+            checksum: str | None = None, shard: str | None = None) -> dict[str, Any]:
     def values(vs: tuple[Any, ...]) -> list[Any]:
         return [{"preference": v.preference, "exchange": v.exchange}
                 if isinstance(v, MxValue) else v for v in vs]
 
     return {
         "checksum": checksum if checksum is not None else result.checksum,
+        "shard": shard,
         "changes": result.has_changes or bool(pending),
         "keys_to_generate": [{"institution": p.institution,
                               "keys": [{"selector": n.label, "id": n.key_id,

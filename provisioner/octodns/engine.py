@@ -159,9 +159,6 @@ class InstitutionScope:
     pairs: frozenset[tuple[str, str, str]]
     domains: frozenset[str]
     keys: frozenset[str]
-    # Covers what the codes' records do NOT (shard 1 of a full plan: everything in the platform
-    # zones but the other shards' institutions, so a removed institution's records are seen).
-    invert: bool = False
 
     @classmethod
     def of(cls, codes: str | Iterable[str], records: Iterable[Record], platform: Platform
@@ -177,12 +174,10 @@ class InstitutionScope:
         if name == MARKER_NAME:
             return True  # the marker is the zone's, and pattern-based: the same for everyone
         if (zone, name, rtype) in self.pairs:
-            mine = True
-        elif "._report._dmarc" in name:
-            mine = name.split("._report._dmarc", 1)[0] in self.domains
-        else:
-            mine = name in self.keys
-        return mine != self.invert
+            return True
+        if "._report._dmarc" in name:
+            return name.split("._report._dmarc", 1)[0] in self.domains
+        return name in self.keys
 
 
 class Narrow(BaseProcessor):  # type: ignore[misc]
@@ -269,7 +264,6 @@ def plan(
     scope_domains: Iterable[str] = (),
     find_orphans: bool = True,
     orphans_outside: Iterable[str] | None = None,
-    except_institutions: Iterable[str] | None = None,
     workers: int = 4,
     read_only: bool = False,
 ) -> PlanResult:
@@ -323,10 +317,6 @@ def plan(
     narrow = None
     scope_codes = None if only_institution is None else frozenset(
         [only_institution] if isinstance(only_institution, str) else only_institution)
-    if except_institutions is not None and scope_codes is None:
-        others = InstitutionScope.of(frozenset(except_institutions), records, platform)
-        narrow = Narrow("narrow", replace(others, invert=True),
-                        [z + "." for z in platform.platform_zones])
     if scope_codes is not None:
         scoped = InstitutionScope.of(scope_codes, records, platform)
         # the domains they declared before (a removed one's report authorisations go too)
