@@ -155,11 +155,15 @@ MR = {"CI_PIPELINE_SOURCE": "merge_request_event", "CI_COMMIT_BRANCH": "add-mosa
       "CI_MERGE_REQUEST_IID": "5", "CI_PROJECT_ID": "42"}
 PUSH_MAIN = {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "main"}
 SCHEDULE = {"CI_PIPELINE_SOURCE": "schedule", "CI_COMMIT_BRANCH": "main"}
+PLAN_SHARDS = ["plan: [1/2]", "plan: [2/2]"]
+#: The jobs of a merge request's pipeline, each passing.
+REVIEWED = {"validate": "PASS", **{s: "PASS" for s in PLAN_SHARDS}, "plan-report": "PASS"}
 
 
 def test_each_event_gets_its_jobs(workspace: Workspace) -> None:
-    assert workspace.jobs(MR) == ["plan", "validate"]
-    assert workspace.jobs(PUSH_MAIN) == ["apply", "keys", "plan", "validate", "verify"]
+    assert workspace.jobs(MR) == ["plan-report", *PLAN_SHARDS, "validate"]
+    assert workspace.jobs(PUSH_MAIN) == ["apply", "keys", "plan-report", *PLAN_SHARDS,
+                                         "validate", "verify"]
     assert workspace.jobs(SCHEDULE) == ["drift: [1/2]", "drift: [2/2]", "keys", "pages"]
     # A push to another branch (not a merge request) runs nothing.
     assert workspace.jobs({"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "wip"}) == []
@@ -186,7 +190,7 @@ def test_merge_request_validates_plans_and_posts_one_note(
     variables = {**MR, "CI_SERVER_URL": url, "MR_NOTE_TOKEN": TOKEN}
     ran = workspace.gcl(variables=variables)
     output = ran.stdout + ran.stderr
-    assert job_results(output) == {"validate": "PASS", "plan": "PASS"}, output
+    assert job_results(output) == REVIEWED, output
     assert ran.returncode == 0
     assert TOKEN not in output
 
@@ -195,15 +199,26 @@ def test_merge_request_validates_plans_and_posts_one_note(
     assert sum(int(s.get("tests", 0)) for s in suites) >= 4  # a case per declaration
     assert sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites) == 0
 
-    plan = json.loads(workspace.artifact("plan", "build/ci/plan.json").read_text())
-    summary = json.loads(workspace.artifact("plan", "build/ci/plan-summary.json").read_text())
+    # No base (the first pipeline): the whole fleet, planned in two shards and merged into
+    # the one plan of the note, each shard's checksum kept for its apply.
+    plan = json.loads(workspace.artifact("plan-report", "build/ci/plan.json").read_text())
+    summary = json.loads(workspace.artifact("plan-report",
+                                            "build/ci/plan-summary.json").read_text())
     actions = [c["action"] for z in plan["zones"] for c in z["changes"]]
     assert summary == {a: actions.count(a) for a in ("create", "update", "delete")}
     assert summary["create"] > 0
-    checksum = workspace.artifact("plan", "build/ci/plan.checksum").read_text()
-    assert re.fullmatch(r"[0-9a-f]{64}", checksum) and checksum == plan["checksum"]
-    markdown = workspace.artifact("plan", "build/ci/plan.md").read_text()
-    assert "_dmarc" in markdown and checksum in markdown
+    shards = workspace.artifact("plan-report", "build/ci/plan.shards").read_text().splitlines()
+    assert [line.split()[0] for line in shards] == ["1/2", "2/2"]  # both shards have changes
+    checksums = [line.split()[1] for line in shards]
+    assert all(re.fullmatch(r"[0-9a-f]{64}", c) for c in checksums)
+    assert checksums == [s["checksum"] for s in plan["shards"]]
+    markdown = workspace.artifact("plan-report", "build/ci/plan.md").read_text()
+    assert "_dmarc" in markdown and all(c in markdown for c in checksums)
+    assert markdown.count("### octoDNS plan") == 1
+    shard_zones = [{z["zone"] for z in json.loads(p.read_text())["zones"]} for p in
+                   sorted((workspace.root / "build" / "ci").glob("plan-*/plan.json"))]
+    assert len(shard_zones) == 2 and all(shard_zones) and not shard_zones[0] & shard_zones[1]
+    assert shard_zones[0] | shard_zones[1] == {z["zone"] for z in plan["zones"]}
 
     notes = [n for n in gitlab.notes if n["author"]["username"] == "project_42_bot"]
     assert len(notes) == 1 and markdown.strip() in notes[0]["body"]
@@ -217,12 +232,15 @@ def test_merge_request_validates_plans_and_posts_one_note(
                                                                      "policy: quarantine"))
     workspace.commit()
     again = workspace.gcl(variables={**variables, "CI_MERGE_REQUEST_DIFF_BASE_SHA": base})
-    assert job_results(again.stdout + again.stderr) == {"validate": "PASS", "plan": "PASS"}
+    assert job_results(again.stdout + again.stderr) == REVIEWED
     assert "1 institution(s) changed since the base: mosa" in again.stdout + again.stderr
-    scoped = json.loads(workspace.artifact("plan", "build/ci/plan.json").read_text())
+    assert "shard 2/2: the change is not the whole fleet, shard 1 plans all of it" in \
+        again.stdout + again.stderr
+    scoped = json.loads(workspace.artifact("plan-report", "build/ci/plan.json").read_text())
     assert {z["zone"] for z in scoped["zones"]} <= {"mosamuseum.com.", "dkim.secutix.com.",
                                                     "dmarc.secutix.com."}
-    assert workspace.artifact("plan", "build/ci/plan.scope").read_text() == base
+    assert [s["changes"] for s in scoped["shards"]] == [True, False]
+    assert workspace.artifact("plan-report", "build/ci/plan.scope").read_text() == base
     notes = [n for n in gitlab.notes if n["author"]["username"] == "project_42_bot"]
     assert len(notes) == 1 and "p=quarantine" in notes[0]["body"]
     assert [m for m, _ in gitlab.writes()] == ["POST", "PUT"]
@@ -236,7 +254,7 @@ def test_an_invalid_declaration_fails_validate_and_stops_the_plan(workspace: Wor
     ran = workspace.gcl(variables=MR)
     results = job_results(ran.stdout + ran.stderr)
     assert results.get("validate") == "FAIL", ran.stdout
-    assert results.get("plan") != "PASS"
+    assert not {results.get(s) for s in [*PLAN_SHARDS, "plan-report"]} & {"PASS"}
     report = ET.parse(workspace.artifact("validate", "build/ci/validate.xml")).getroot()
     assert "mosa.yaml" in ET.tostring(report, encoding="unicode")
 
@@ -308,8 +326,8 @@ def test_default_branch_applies_behind_the_gate_and_verifies(
 
     ran = workspace.gcl("--manual", "apply", variables=variables)
     output = ran.stdout + ran.stderr
-    assert job_results(output) == {"validate": "PASS", "plan": "PASS", "apply": "PASS",
-                                   "verify": "PASS", "keys": "PASS"}, output
+    assert job_results(output) == {**REVIEWED, "apply": "PASS", "verify": "PASS",
+                                   "keys": "PASS"}, output
     assert API_KEY not in output
     assert txt_strings(pdns.dns_port, "_dmarc.mosamuseum.com.") == [
         "v=DMARC1; p=none; rua=mailto:dmarc@mosamuseum.com,mailto:reports@dmarc.secutix.com"]
@@ -323,8 +341,8 @@ def test_apply_refuses_a_plan_other_than_the_reviewed_one(
     workspace: Workspace, pdns: PdnsServer  # noqa: F811
 ) -> None:
     variables = {**PUSH_MAIN, **_on_powerdns(workspace, pdns)}
-    planned = workspace.gcl("plan", "--needs", variables=variables)
-    assert job_results(planned.stdout + planned.stderr).get("plan") == "PASS", planned.stdout
+    planned = workspace.gcl("plan-report", "--needs", variables=variables)
+    assert job_results(planned.stdout + planned.stderr) == REVIEWED, planned.stdout
     # Between review and apply someone changes the zone: the reviewed checksum no longer holds.
     pdns.request("PATCH", "zones/mosamuseum.com.", {"rrsets": [
         {"name": "_dmarc.mosamuseum.com.", "type": "TXT", "ttl": 60, "changetype": "REPLACE",

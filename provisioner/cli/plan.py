@@ -55,9 +55,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     scope.add_argument("--institution", metavar="CODE", help="only this institution's zones")
     scope.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     scope.add_argument("--shard", metavar="I/N",
-                       help="only the I-th of N stable shares of the institutions (as drift's "
-                            "--shard $CI_NODE_INDEX/$CI_NODE_TOTAL): a full plan split between "
-                            "parallel jobs; shard 1 also looks for removed institutions' zones")
+                       help="only the I-th of N stable shares of the zones, by institution (as "
+                            "drift's --shard $CI_NODE_INDEX/$CI_NODE_TOTAL): a full plan split "
+                            "between parallel jobs, merged by plan-merge; shard 1 also plans "
+                            "the platform zones whole, the keys to generate and removed "
+                            "institutions' zones, and all of a --changed-since scope that is "
+                            "not the whole fleet")
     scope.add_argument("--changed-since", metavar="REF",
                        help="only what the files changed since the git commit REF can affect "
                             "(the merge request's CI_MERGE_REQUEST_DIFF_BASE_SHA); a change to "
@@ -804,7 +807,7 @@ def _markdown(document: dict[str, Any]) -> str:
         out.append("")
     if document["keys_to_generate"]:
         out += ["#### DKIM keys to generate (at apply, in the key store)", ""]
-        out += [f"- {md_code(p['institution'])}: keys to generate: {md_code(_keys(p))}"
+        out += [f"- {md_code(p['institution'])}: keys to generate: {_keys(p)}"
                 for p in document["keys_to_generate"]]
         out.append("")
     hints = _apply_hints(document)
