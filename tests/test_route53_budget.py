@@ -63,6 +63,72 @@ def test_shards_split_the_rate(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ratelimit.rate_for(None) == 5.0
 
 
+def test_a_listing_fills_the_lookups_but_never_hides_a_name_listed_twice(
+    route53: MotoRoute53,  # noqa: F811
+) -> None:
+    from octodns_route53.provider import Route53ProviderException
+
+    from provisioner.model import Target
+    from provisioner.octodns.targets import build_provider
+
+    ratelimit.CALLS.clear()
+    route53.create_zone("listed.example")
+    public = route53.create_zone("twice.example")
+    client = route53.client()
+    vpc = {"VPCRegion": "us-east-1", "VPCId": "vpc-12345678"}
+    private = client.create_hosted_zone(
+        Name="twice.example.", CallerReference="private-twice", VPC=vpc,
+        HostedZoneConfig={"Comment": "private", "PrivateZone": True})["HostedZone"]["Id"]
+
+    def provider(**options: Any) -> Any:
+        return build_provider(Target("r53", "octodns_route53.Route53Provider",
+                                     {"requests_per_second": 50, **options}), Path("."))
+
+    anyone = provider()
+    with pytest.raises(Route53ProviderException, match="Multiple zones"):
+        anyone.list_zones()  # octoDNS's own refusal, after the page was read
+    listed_id = anyone._get_zone_id("listed.example.")
+    assert listed_id and ratelimit.report()["r53"] == {"ListHostedZones": 1}
+    # a name listed twice is left to octoDNS's own lookup, which refuses it, as without the list
+    with pytest.raises(Route53ProviderException, match="Multiple zones"):
+        anyone._get_zone_id("twice.example.")
+    assert ratelimit.report()["r53"]["ListHostedZonesByName"] == 1
+    # private: false keeps the public one of the two, from the listing, without a lookup
+    ratelimit.CALLS.clear()
+    public_only = provider(private=False)
+    public_only.list_zones()
+    assert public_only._get_zone_id("twice.example.").endswith(public.rsplit("/", 1)[-1])
+    assert not public_only._get_zone_id("twice.example.").endswith(private.rsplit("/", 1)[-1])
+    assert ratelimit.report()["r53"] == {"ListHostedZones": 1}
+    # a zone created after the listing is still found, by name
+    route53.create_zone("later.example")
+    assert public_only._get_zone_id("later.example.")
+    assert ratelimit.report()["r53"]["ListHostedZonesByName"] == 1
+
+
+def test_many_zones_are_found_by_one_listing_not_one_lookup_each(
+    route53: MotoRoute53,  # noqa: F811
+) -> None:
+    from provisioner.model import Target
+    from provisioner.octodns.targets import build_provider
+
+    client = route53.client()
+    names = [f"z{i:03}.example." for i in range(230)]
+    for name in names:
+        client.create_hosted_zone(Name=name, CallerReference=name)
+    ratelimit.CALLS.clear()
+    provider = build_provider(Target("r53", "octodns_route53.Route53Provider",
+                                     {"requests_per_second": 100}), Path("."))
+    few = names[:ratelimit.PREFETCH_AT - 1]
+    assert ratelimit.prefetch(provider, few) == 0  # fewer than a page's worth: by name
+    wanted = [*names[:150], "absent.example."]
+    # 100 a page: after the second only the absent one is missing, not worth the third page
+    assert ratelimit.prefetch(provider, wanted) == 2
+    assert all(provider._get_zone_id(z) for z in names[:150])
+    assert provider._get_zone_id("absent.example.") is None  # not listed: looked up, absent
+    assert ratelimit.report()["r53"] == {"ListHostedZones": 2, "ListHostedZonesByName": 1}
+
+
 class Counter(Proxy):
     """Counts the requests that reach moto, by Route53 API path."""
 
@@ -114,9 +180,8 @@ def test_requests_counted_beside_plain_octodns_sync(
         assert sum(reported.values()) == ours_plan, (reported, counter.paths)
         assert "route53 API requests: route53:" in planned.err
         # a full plan lists the account once (a removed institution's zone is found that way)
-        # and looks each zone up by name once: no repeated lookups across worker threads
-        assert reported.get("ListHostedZones") == 1
-        assert reported["ListHostedZonesByName"] == reported["ListResourceRecordSets"] == 37
+        # and that listing names every zone's Id: no zone is looked up by name as well
+        assert reported == {"ListHostedZones": 1, "ListResourceRecordSets": 37}, reported
         counter.paths.clear()
         applied = run(root, capsys, "apply", "--no-verify", "--format", "json")
         assert applied.code == 0, applied.err
@@ -154,6 +219,18 @@ def test_requests_counted_beside_plain_octodns_sync(
                         "--nameserver", f"127.0.0.1:{silent.getsockname()[1]}")
         ours_drift = len(counter.paths)
         assert f"route53 API requests: route53: {ours_drift} (" in drift.err, drift.err
+        assert ours_drift == 14  # its 7 zones, each by name: fewer than a listing page's 100
+        # at a fleet's size the full cycle lists the account first (here: from 5 zones)
+        monkeypatch.setattr(ratelimit, "PREFETCH_AT", 5)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+            silent.bind(("127.0.0.1", 0))
+            ratelimit.CALLS.clear()
+            listed = run(root, capsys, "drift", "--api", "always", "--timeout", "0.1",
+                         "--format", "json",
+                         "--nameserver", f"127.0.0.1:{silent.getsockname()[1]}")
+        assert ratelimit.report()["route53"] == {"ListHostedZones": 1,
+                                                 "ListResourceRecordSets": 7}, listed.err
+        monkeypatch.setattr(ratelimit, "PREFETCH_AT", 100)
 
         # the peer: octodns-sync of the same records, from the files our local target writes
         from octodns.manager import Manager
@@ -175,11 +252,22 @@ def test_requests_counted_beside_plain_octodns_sync(
         counter.paths.clear()
         Manager(str(config)).sync(dry_run=True, plan_output_fh=io.StringIO())
         peer_plan = len(counter.paths)
-        print(f"\nRoute53 requests, {len(codes)} institutions (+30 other zones in the "
-              f"account): provisioner plan {ours_plan} (every zone of the account read for "
-              f"removed institutions), apply {ours_apply}, merge-request plan {ours_mr}, "
-              f"drift full cycle {ours_drift}; "
-              f"octodns-sync dry run of the {len(codes)} zones {peer_plan}")
+        with capsys.disabled():  # the figures, beside the peer's, in the test log
+            print(f"\nRoute53 requests, {len(codes)} institutions (+30 other zones in the "
+                  f"account): provisioner plan {ours_plan} (every zone of the account read for "
+                  f"removed institutions), apply {ours_apply}, merge-request plan {ours_mr}, "
+                  f"drift full cycle {ours_drift}; "
+                  f"octodns-sync dry run of the {len(codes)} zones {peer_plan}")
         assert ours_mr < peer_plan
+        # an account octoDNS cannot list (two zones of one name): the plan says what it did not
+        # see rather than silently leaving removed institutions' zones out
+        route53.client().create_hosted_zone(
+            Name="unrelated0.example.", CallerReference="private-twin",
+            VPC={"VPCRegion": "us-east-1", "VPCId": "vpc-12345678"},
+            HostedZoneConfig={"Comment": "private", "PrivateZone": True})
+        unlisted = run(root, capsys, "plan")
+        assert unlisted.code == 0, unlisted.err
+        assert "plan.orphans-unseen" in unlisted.err
+        assert 'Multiple zones named "unrelated0.example." were found' in unlisted.err
     finally:
         counter.stop()

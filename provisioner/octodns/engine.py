@@ -30,6 +30,7 @@ from octodns.zone import Zone  # type: ignore[import-untyped,unused-ignore]
 from provisioner import progress
 from provisioner.errors import Origin, Problem, Severity
 from provisioner.model import Platform, Record
+from provisioner.octodns import ratelimit
 from provisioner.octodns.afterapply import live_dns
 from provisioner.octodns.convert import plain_values
 from provisioner.octodns.guard import Guard, GuardedPlan, MissingZone, check
@@ -333,7 +334,8 @@ def plan(
             jobs.append((zone, target_name, True))
     if find_orphans:
         outside = declared | set(targets_of) | set(orphans_outside or ())
-        jobs += [(z, t, True) for z, t in _orphan_candidates(providers, outside)]
+        jobs += [(z, t, True) for z, t in _orphan_candidates(providers, outside, platform,
+                                                              problems)]
         for name, provider in sorted(providers.items()):
             if read_only and getattr(provider, "list_zones", None) is None:
                 problems.append(Problem(
@@ -350,6 +352,9 @@ def plan(
         finally:
             bar.advance()
 
+    for name, provider in sorted(providers.items()):
+        # many zones of one Route53 account: one listing page names 100 zones' Ids
+        ratelimit.prefetch(provider, [z for z, t, _ in jobs if t == name])
     with progress.task("planning zones", len(jobs)) as bar:
         results = _map(run, jobs, workers)
     zone_plans: list[ZonePlan] = []
@@ -522,7 +527,8 @@ def _enable_validators() -> None:
     Zone.enable_zone_validators(("legacy",))
 
 
-def _orphan_candidates(providers: dict[str, Any], planned: set[str]) -> list[tuple[str, str]]:
+def _orphan_candidates(providers: dict[str, Any], planned: set[str], platform: Platform,
+                       problems: list[Problem]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for name, provider in sorted(providers.items()):
         lister = getattr(provider, "list_zones", None)
@@ -530,8 +536,16 @@ def _orphan_candidates(providers: dict[str, Any], planned: set[str]) -> list[tup
             continue
         try:
             listed = lister()
-        except Exception as exc:  # a missing build/ directory lists nothing
+        except FileNotFoundError as exc:  # a missing build/ directory lists nothing
             log.info("list_zones on %s: %s", name, exc)
+            continue
+        except Exception as exc:  # throttled past the retries, two zones of one name, ...
+            why = " ".join(str(exc).split())
+            problems.append(Problem(
+                "plan.orphans-unseen", f"target {name}: its zones could not be listed "
+                f"({type(exc).__name__}: {why}): a zone whose declaration was removed is not "
+                "shown (apply lists them again, and refuses a changed checksum)",
+                platform.targets[name].origin, severity=Severity.WARNING))
             continue
         out += [(z, name) for z in sorted(listed) if z not in planned]
     return out

@@ -49,7 +49,8 @@ DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     # Route53 allows 5 requests a second per account and answers "Throttling" beyond: ten
     # attempts, in botocore's adaptive mode (client-side rate limiting, set below).
     # Zones looked up by name (ListHostedZonesByName, one request each) rather than by listing
-    # every hosted zone of the account (one request per 100 zones, 100 at 10,000).
+    # every hosted zone of the account (one request per 100 zones, 100 at 10,000); a run that
+    # reads 100 zones or more lists them instead (ratelimit.prefetch).
     "octodns_route53.Route53Provider": {"root_ns_warnings": False, "client_max_attempts": 10,
                                         "get_zones_by_name": True},
 }
