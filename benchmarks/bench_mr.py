@@ -135,6 +135,23 @@ def main() -> None:
             full_s, fr = timed_cli(root, "drift", "--nameserver", f"127.0.0.1:{server.dns_port}",
                                    "--format", "json", "--api", "always", "--timeout", "1")
             full = json.loads(fr.stdout) if fr.stdout.strip() else {}
+            # a full plan (a platform change) in one job, and in the pipeline's two shards
+            # merged by plan-merge: the same plan, the planning split between two jobs
+            whole_s, wp = timed_cli(root, "plan", "--target", "powerdns", "--format", "json")
+            assert wp.returncode == 0, wp.stderr[-500:]
+            shard_s = []
+            for i in (1, 2):
+                took, sp = timed_cli(root, "plan", "--target", "powerdns", "--shard", f"{i}/2",
+                                     "--output-dir", str(root / "build" / "ci" / f"plan-{i}"),
+                                     "--format", "json")
+                assert sp.returncode == 0, sp.stderr[-500:]
+                shard_s.append(took)
+            merge_s, mp = timed_cli(root, "plan-merge", str(root / "build" / "ci" / "plan-1"),
+                                    str(root / "build" / "ci" / "plan-2"), "--format", "json")
+            assert mp.returncode == 0, mp.stderr[-500:]
+            whole, merged = json.loads(wp.stdout), json.loads(mp.stdout)
+            assert [(z["zone"], z["changes"]) for z in whole["zones"]] == \
+                [(z["zone"], z["changes"]) for z in merged["zones"]], "shards != full plan"
             ours = validate_s + plan_s
             print(f"\nmerge request changing 1 of {n} institutions, {args.workers} workers:")
             print(f"  provisioner validate                    {validate_s:7.2f} s")
@@ -153,11 +170,19 @@ def main() -> None:
             print(f"  full cycle  {full_s:7.2f} s, {full_read} zones read, "
                   f"{route53_requests(full_read, total)} Route53 requests "
                   f"({route53_requests(full_read, total) / 5 / 60:.0f} min at 5 requests/s)")
+            print(f"\nfull plan of {n} institutions ({len(whole['zones'])} zones in the plan):")
+            print(f"  one job                                 {whole_s:7.2f} s")
+            print(f"  shard 1/2, shard 2/2                    {shard_s[0]:7.2f} s, "
+                  f"{shard_s[1]:.2f} s (in parallel jobs: {max(shard_s):.2f} s)")
+            print(f"  plan-merge of the two                   {merge_s:7.2f} s  (the same plan)")
             print(json.dumps({"institutions": n, "validate_s": round(validate_s, 2),
                               "plan_s": round(plan_s, 2), "peer_s": round(peer_s, 2),
                               "zones_read": len(planned["zones"]), "changes": changes,
                               "drift_s": round(drift_s, 2), "drift_api_zones": read,
-                              "full_drift_s": round(full_s, 2)}))
+                              "full_drift_s": round(full_s, 2),
+                              "full_plan_s": round(whole_s, 2),
+                              "shard_plan_s": [round(t, 2) for t in shard_s],
+                              "plan_merge_s": round(merge_s, 2)}))
         finally:
             server.stop()
 
