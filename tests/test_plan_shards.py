@@ -156,6 +156,14 @@ def test_merged_shards_are_the_full_plan_and_apply_shard_by_shard(
                            f"{summary['update']} update, {summary['delete']} delete")
     assert all(f"`{c}`" in note for c in checksums) and note.count("### octoDNS plan") == 1
     assert f"provisioner apply --shard 2/2 --checksum {checksums[1]}" in merged.out
+    # shard 1 (the removed institution's zone, past octoDNS's delete threshold, and the new
+    # institution's keys) without --force: refused before any key is made
+    refused = cli(project, capsys, "apply", "--no-verify", "--shard", "1/2", "--checksum",
+                  checksums[0], "--format", "json")
+    assert refused.code == 1, refused.err
+    outcome = json.loads(refused.out)
+    assert (outcome["outcome"], outcome["keys_generated"]) == ("refused: nothing written", [])
+    assert "apply.unsafe" in refused.err and "--force" in refused.err
     # each shard applies its reviewed plan; shard 2 first: the shards do not depend on each
     # other's writes (the platform zones, created or changed, are shard 1's alone)
     for line in reversed(lines):
@@ -163,6 +171,7 @@ def test_merged_shards_are_the_full_plan_and_apply_shard_by_shard(
         applied = cli(project, capsys, "apply", "--no-verify", "--force", "--shard", shard,
                       "--checksum", checksum)  # --force: the removed institution's zone
         assert applied.code == 0, applied.err
+        assert ("generated key" in applied.out) == (shard == "1/2")  # now, and only there
     assert cli(project, capsys, "plan", "--detailed-exitcode").code == 0  # nothing left
 
 

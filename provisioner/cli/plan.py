@@ -503,6 +503,13 @@ def _apply(args: argparse.Namespace, log: Applied) -> int:
         return EXIT_ERROR
     log.approved = True
     project, result = shown.project, shown.result
+    refused = [] if args.force else engine.unsafe(result)
+    if refused:
+        # refused before the keys are made: a refused apply leaves the key store as it was
+        report(refused)
+        log.problems.extend(refused)
+        log.outcome = "refused: nothing written"
+        return EXIT_ERROR
     if shown.pending:
         made = _generate(args, shown, log)
         if made is None:

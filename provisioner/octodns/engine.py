@@ -408,6 +408,19 @@ def plan(
                       checksum_of(p for _, p in octo), tuple(refused), tuple(octo))
 
 
+def unsafe(planned: PlanResult) -> list[Problem]:
+    """What octoDNS's safety thresholds refuse in ``planned`` (a zone's deletions or updates
+    past its share, a root NS change): one ``apply.unsafe`` each; apply without ``force``
+    refuses the whole plan on any."""
+    problems: list[Problem] = []
+    for _, octo_plan in planned.octodns_plans:
+        try:
+            octo_plan.raise_if_unsafe()
+        except Exception as exc:  # UnsafePlan and its kin
+            problems.append(_problem("apply.unsafe", str(exc), Origin("apply")))
+    return problems
+
+
 def apply(
     planned: PlanResult,
     *,
@@ -428,11 +441,7 @@ def apply(
             "apply.checksum", f"the plan changed since it was reviewed: checksum {checksum} "
             f"given, {planned.checksum} computed; review the new plan", Origin("--checksum")),))
     if not force:
-        for _, octo_plan in planned.octodns_plans:
-            try:
-                octo_plan.raise_if_unsafe()
-            except Exception as exc:  # UnsafePlan and its kin: refuse everything
-                problems.append(_problem("apply.unsafe", str(exc), Origin("apply")))
+        problems = unsafe(planned)
         if problems:
             return ApplyResult((), tuple(problems))
     applied: list[tuple[str, str, int]] = []
