@@ -167,3 +167,35 @@ def test_a_new_declaration_is_planned_with_a_relative_config(
                  "--format", "json"]) == 0
     planned = json.loads(capsys.readouterr().out)
     assert "newbie.example." in {z["zone"] for z in planned["zones"]}
+
+
+def test_a_scoped_apply_makes_only_the_keys_its_plan_announced(
+        repo: tuple[Project, str], capsys: pytest.CaptureFixture[str]) -> None:
+    project, _ = repo
+
+    def declare(code: str) -> None:
+        project.zone(code, f"""
+            institution: {code}
+            name: {code}
+            domains:
+              {code}.example:
+                dmarc: {{policy: none}}
+            """)
+
+    declare("later")  # merged earlier, its apply still to come
+    _git(project.root, "-c", "user.email=t@example.org", "-c", "user.name=t", "add", ".")
+    _git(project.root, "-c", "user.email=t@example.org", "-c", "user.name=t", "commit", "-qm",
+         "later")
+    base = _git(project.root, "rev-parse", "HEAD")
+    declare("newbie")
+    # and one removed: its zones planned empty, so the whole repository is read for the scope
+    (project.zones / "gva-opera.yaml").unlink()
+    applied = cli(project, capsys, "apply", "--changed-since", base, "--target", "local",
+                  "--no-verify", "--auto-approve", "--force", "--format", "json")
+    assert applied.code == 0, applied.err
+    assert [p["institution"] for p in json.loads(applied.out)["plan"]["keys_to_generate"]] == [
+        "newbie"]
+    made = json.loads(applied.out)["keys_generated"]
+    assert made and {k["institution"] for k in made} == {"newbie"}
+    left = json.loads(cli(project, capsys, "plan", "--format", "json").out)
+    assert [p["institution"] for p in left["keys_to_generate"]] == ["later"]

@@ -566,7 +566,8 @@ def _generate(args: argparse.Namespace, shown: Shown, log: Applied
     out = sys.stderr if args.format == "json" else sys.stdout
     store = shown.keys.store
     try:
-        outcome = service.onboard_all(shown.project, store, shown.keys.states, clock.now())
+        outcome = service.onboard_all(shown.project, store, shown.keys.states, clock.now(),
+                                      only=[p.institution for p in shown.pending])
     except StoreError as exc:
         print(f"provisioner: key store: {exc}; nothing was written to DNS", file=sys.stderr)
         return None

@@ -204,10 +204,15 @@ def _make_keys(store: KeyStore, needs: Sequence[tuple[str, NeedKey]], now: datet
 
 
 def onboard_all(project: Project, store: KeyStore, states: Mapping[str, InstitutionKeys],
-                now: datetime, *, jobs: int | None = None) -> Outcome:
-    """First keys for every keyed institution that has none."""
+                now: datetime, *, jobs: int | None = None,
+                only: Iterable[str] | None = None) -> Outcome:
+    """First keys for every keyed institution that has none (of ``only``, when given: a
+    scoped apply makes the keys its plan announced, not every institution's)."""
+    wanted = None if only is None else set(only)
     decide: dict[str, Decide] = {}
     for item in pending(project, states):
+        if wanted is not None and item.institution not in wanted:
+            continue
         inst = project.institution(item.institution)
         assert inst is not None
         spec = policy_of(project, inst).spec
