@@ -92,6 +92,10 @@ class Workspace:
         subprocess.run(["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", *args],
                        cwd=self.root, check=True, capture_output=True, timeout=60)
 
+    def head(self) -> str:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=self.root, check=True,
+                              capture_output=True, text=True, timeout=60).stdout.strip()
+
     def commit(self) -> None:
         self.git("add", "-A")
         self.git("commit", "-qm", "state under test", "--allow-empty")
@@ -352,6 +356,40 @@ def test_apply_refuses_a_plan_other_than_the_reviewed_one(
     assert job_results(output).get("apply") == "FAIL", output
     assert "the plan changed since it was reviewed" in output
     assert pdns.rrsets("mosamuseum.com")[("_dmarc", "TXT")][1] == ('"v=DMARC1; p=reject"',)
+
+
+def test_a_plan_that_needs_force_is_applied_only_with_apply_force(
+    workspace: Workspace, pdns: PdnsServer  # noqa: F811
+) -> None:
+    variables = {**PUSH_MAIN, **_on_powerdns(workspace, pdns)}
+    first = workspace.gcl("apply", "--needs", variables=variables)
+    assert job_results(first.stdout + first.stderr).get("apply") == "PASS", first.stdout
+    # mosa leaves the platform (another institution joins): every record the product owns in
+    # mosa's zone is to be deleted; the push's diff base shows the removal
+    before = workspace.head()
+    (workspace.root / "zones" / "mosa.yaml").unlink()
+    (workspace.root / "zones" / "later.yaml").write_text(
+        "institution: later\nname: Later\ndomains:\n  later.example:\n    dns: external\n"
+        "    dmarc: {policy: none}\n")
+    workspace.commit()
+    variables["CI_COMMIT_BEFORE_SHA"] = before
+    planned = workspace.gcl("plan-report", "--needs", variables=variables)
+    assert job_results(planned.stdout + planned.stderr) == REVIEWED, planned.stdout
+    note = workspace.artifact("plan-report", "build/ci/plan.md").read_text()
+    assert "apply needs `--force`" in note and "APPLY_FORCE=yes" in note
+    refused = workspace.gcl("apply", variables=variables)
+    output = refused.stdout + refused.stderr
+    assert job_results(output).get("apply") == "FAIL", output
+    assert "run this job again with the variable APPLY_FORCE=yes" in output
+    assert ("_dmarc", "TXT") in pdns.rrsets("mosamuseum.com")  # nothing written
+    wrong = workspace.gcl("apply", variables={**variables, "APPLY_FORCE": "true"})
+    assert "set it to yes, or leave it unset" in wrong.stdout + wrong.stderr
+    assert ("_dmarc", "TXT") in pdns.rrsets("mosamuseum.com")
+    forced = workspace.gcl("apply", variables={**variables, "APPLY_FORCE": "yes"})
+    output = forced.stdout + forced.stderr
+    assert job_results(output).get("apply") == "PASS", output
+    left = pdns.rrsets("mosamuseum.com")
+    assert ("_dmarc", "TXT") not in left and left[("www", "A")] == (300, ("192.0.2.10",))
 
 
 def test_schedule_runs_only_drift_and_fails_on_drift(

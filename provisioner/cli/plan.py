@@ -818,6 +818,10 @@ def _markdown(document: dict[str, Any]) -> str:
         out += [f"- {md_code(p['institution'])}: keys to generate: {_keys(p)}"
                 for p in document["keys_to_generate"]]
         out.append("")
+    if any(z["needs_force"] for z in document["zones"]):
+        out += ["**This plan needs `--force`** (above): review the deletions; the pipeline's "
+                "apply job then takes it from the variable `APPLY_FORCE=yes`, set when it is "
+                "run.", ""]
     hints = _apply_hints(document)
     if "shards" in document:
         out += ["Checksums, one per shard (apply takes each): " + ", ".join(
