@@ -13,6 +13,7 @@ the jobs import the repository's own copy of the package, as a CI checkout would
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -410,6 +411,8 @@ def test_schedule_runs_only_drift_and_fails_on_drift(
     # the status page, published from the schedule
     site = workspace.artifact("pages", "public/index.html").read_text()
     assert 'id="status-data"' in site and "mosamuseum.com" in site
+    served = workspace.artifact("pages", "public/index.html.gz")  # what Pages sends gzipped
+    assert gzip.decompress(served.read_bytes()).decode() == site
 
     pdns.request("PATCH", "zones/mosamuseum.com.", {"rrsets": [
         {"name": "stxsel1._domainkey.mosamuseum.com.", "type": "CNAME",
