@@ -26,8 +26,9 @@ from provisioner.config import ZONES_DIR, Project, build_institution
 from provisioner.errors import InvalidInput, ProvisionerError
 from provisioner.yamlload import parse
 
-# Paths whose change can alter any record: the platform file, the schemas (defaults), the code.
-EVERYTHING = ("provisioner.yaml", "schemas/", "provisioner/")
+# Paths whose change can alter any record: the platform file (whatever --config names it),
+# the schemas (defaults), the code.
+EVERYTHING = ("schemas/", "provisioner/")
 
 
 class ChangesError(ProvisionerError):
@@ -87,20 +88,24 @@ def changed_paths(root: Path, ref: str) -> list[tuple[str, str, str | None]]:
     return out
 
 
-def _everything_changed(paths: list[tuple[str, str, str | None]]) -> str | None:
-    """The first changed path that can alter any record (:data:`EVERYTHING`), or None."""
+def _everything_changed(paths: list[tuple[str, str, str | None]], config: str) -> str | None:
+    """The first changed path that can alter any record (the platform file ``config``, by its
+    name in the repository's root, and :data:`EVERYTHING`), or None."""
+    whole = (config, *EVERYTHING)
     for _status, path, old in paths:
         for p in (path, old or ""):
-            if any(p == e or (e.endswith("/") and p.startswith(e)) for e in EVERYTHING):
+            if any(p == e or (e.endswith("/") and p.startswith(e)) for e in whole):
                 return p
     return None
 
 
-def declarations(root: Path, ref: str) -> list[Path] | None:
-    """The declarations to load for a plan scoped to what changed since ``ref``: the changed
-    ones that exist now; None when everything must be planned (and so loaded)."""
+def declarations(config: Path, ref: str) -> list[Path] | None:
+    """The declarations to load for a plan of the platform file ``config`` scoped to what
+    changed since ``ref``: the changed ones that exist now; None when everything must be
+    planned (and so loaded)."""
+    root = config.parent
     paths = changed_paths(root, ref)
-    if _everything_changed(paths) is not None:
+    if _everything_changed(paths, config.name) is not None:
         return None
     return [root / p for status, p, _ in paths
             if status != "D" and p.startswith(f"{ZONES_DIR}/") and p.endswith(".yaml")]
@@ -109,7 +114,7 @@ def declarations(root: Path, ref: str) -> list[Path] | None:
 def scope(project: Project, ref: str) -> Scope:
     root = project.root
     paths = changed_paths(root, ref)
-    everything = _everything_changed(paths)
+    everything = _everything_changed(paths, project.config_path.name)
     if everything is not None:
         return Scope(True, reason=f"{everything} changed")
     codes: set[str] = set()

@@ -199,3 +199,23 @@ def test_a_scoped_apply_makes_only_the_keys_its_plan_announced(
     assert made and {k["institution"] for k in made} == {"newbie"}
     left = json.loads(cli(project, capsys, "plan", "--format", "json").out)
     assert [p["institution"] for p in left["keys_to_generate"]] == ["later"]
+
+
+def test_a_platform_file_of_another_name_is_the_whole_fleet_when_it_changes(
+        repo: tuple[Project, str], capsys: pytest.CaptureFixture[str]) -> None:
+    from provisioner.cli import main
+
+    project, _ = repo
+    commit = ("-c", "user.email=t@example.org", "-c", "user.name=t", "commit", "-qm")
+    _git(project.root, "mv", "provisioner.yaml", "platform.yaml")
+    _git(project.root, *commit, "renamed")
+    base = _git(project.root, "rev-parse", "HEAD")
+    config = project.root / "platform.yaml"
+    config.write_text(config.read_text().replace("return_path_mx: bounce.secutix.com",
+                                                 "return_path_mx: rp.secutix.com"))
+    capsys.readouterr()
+    code = main(["plan", "--config", str(config), "--changed-since", base, "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "the whole fleet (platform.yaml changed)" in err
+    assert sum(len(z["changes"]) for z in json.loads(out)["zones"]) > 1

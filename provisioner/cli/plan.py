@@ -274,7 +274,7 @@ def _shown_plan(args: argparse.Namespace, *, quiet: bool = False) -> Shown | Non
         from provisioner.changes import declarations
 
         # only the changed declarations: the validate job reads them all (cross-file rules)
-        only = declarations(Path(args.config).resolve().parent, args.changed_since)
+        only = declarations(Path(args.config).resolve(), args.changed_since)
     project = load(args, only=only)
     if project is None:
         return None
