@@ -53,18 +53,20 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     scope = argparse.ArgumentParser(add_help=False)
     scope.add_argument("--target", metavar="T", help="only the zones written to this target")
     scope.add_argument("--institution", metavar="CODE", help="only this institution's zones")
-    scope.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    scope.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+                       help="text (default), markdown (the merge-request note) or json (one "
+                            "document, docs/cli.md)")
     scope.add_argument("--shard", metavar="I/N",
                        help="only the I-th of N stable shares of the zones, by institution (as "
                             "drift's --shard $CI_NODE_INDEX/$CI_NODE_TOTAL): a full plan split "
-                            "between parallel jobs, merged by plan-merge; shard 1 also plans "
-                            "the platform zones whole, the keys to generate and removed "
-                            "institutions' zones, and all of a --changed-since scope that is "
-                            "not the whole fleet")
+                            "between parallel jobs (plan-merge makes them one), each shard "
+                            "applied with its own checksum; shard 1 also has the platform zones "
+                            "whole, the keys to generate and removed institutions' zones, and "
+                            "all of a --changed-since scope that is not the whole fleet")
     scope.add_argument("--changed-since", metavar="REF",
                        help="only what the files changed since the git commit REF can affect "
                             "(the merge request's CI_MERGE_REQUEST_DIFF_BASE_SHA); a change to "
-                            "provisioner.yaml, schemas/ or the code plans everything")
+                            "the platform file, schemas/ or the code is everything")
     p = subparsers.add_parser(
         "plan", parents=[common, scope], help="what apply would change, per zone",
         description="Compare the declared records with each target; change nothing.",
@@ -105,7 +107,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     m.add_argument("plans", nargs="+", metavar="DIR",
                    help="a shard's --output-dir (or its plan.json)")
-    m.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    m.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+                   help="text (default), markdown (the merge-request note) or json")
     m.add_argument("--output-dir", metavar="DIR",
                    help="also write plan.json, plan.md, plan.txt, plan-summary.json and "
                         "plan.shards (one 'I/N CHECKSUM' line per shard with changes) to DIR")
@@ -129,7 +132,7 @@ def _scope(args: argparse.Namespace, project: Project, *, say: bool = True) -> A
 
 def _shard(args: argparse.Namespace) -> Any:
     text = getattr(args, "shard", None)
-    if not text:
+    if text is None:
         return None
     from provisioner.drift import Shard
 
@@ -244,6 +247,7 @@ class Shown:
     pending: tuple[Pending, ...]
     checksum: str | None
     shard: str | None = None  # --shard I/N as given
+    scope: dict[str, str | None] | None = None  # the options apply must repeat (plan_scope)
 
     @property
     def has_changes(self) -> bool:
@@ -251,7 +255,15 @@ class Shown:
 
     def document(self) -> dict[str, Any]:
         """The plan's JSON document: every other form is rendered from it."""
-        return to_json(self.result, self.pending, self.checksum, self.shard)
+        return to_json(self.result, self.pending, self.checksum, self.shard, self.scope)
+
+
+def plan_scope(args: argparse.Namespace) -> dict[str, str | None]:
+    """What the plan covered, as the options ``apply`` must be given to plan the same zones
+    again (its checksum is of those zones only)."""
+    return {"target": getattr(args, "target", None),
+            "institution": getattr(args, "institution", None),
+            "changed_since": getattr(args, "changed_since", None)}
 
 
 def plan_checksum(result: PlanResult, pending: Iterable[Pending]) -> str | None:
@@ -265,11 +277,17 @@ def plan_checksum(result: PlanResult, pending: Iterable[Pending]) -> str | None:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _shown_plan(args: argparse.Namespace, *, quiet: bool = False) -> Shown | None:
+def _shown_plan(args: argparse.Namespace, *, quiet: bool = False, hints: bool = True
+                ) -> Shown | None:
     """Load, plan, report the problems and print the plan; None when it cannot be applied."""
     from provisioner.keys import service
 
     only = None
+    if getattr(args, "changed_since", None) == "":
+        # an unset CI variable: planning the whole fleet in its place would hide the mistake
+        raise ProvisionerError("--changed-since needs a commit (the merge request's "
+                               "CI_MERGE_REQUEST_DIFF_BASE_SHA): it is empty; leave the option "
+                               "out to plan the whole fleet")
     if getattr(args, "changed_since", None):
         from provisioner.changes import declarations
 
@@ -306,9 +324,9 @@ def _shown_plan(args: argparse.Namespace, *, quiet: bool = False) -> Shown | Non
     if any(p.is_error for p in problems):
         return None
     shown = Shown(project, result, keys, pending, plan_checksum(result, pending),
-                  sharding.given)
+                  sharding.given, plan_scope(args))
     if not quiet:
-        print(render(shown.document(), args.format))
+        print(render(shown.document(), args.format, hints=hints))
     return shown
 
 
@@ -397,6 +415,13 @@ def run_merge(args: argparse.Namespace) -> int:
     from provisioner import planmerge
 
     merged = planmerge.merge([(Path(d), planmerge.read(Path(d))) for d in args.plans])
+    if args.output_dir:
+        out = Path(args.output_dir).resolve()
+        for given in map(Path, args.plans):
+            if out == (given if given.is_dir() else given.parent).resolve():
+                raise ProvisionerError(f"plan-merge: --output-dir {args.output_dir} holds the "
+                                       f"plan of a shard ({given}): merging there would "
+                                       "overwrite it; write the merged plan elsewhere")
     if args.output_dir and not write_forms(Path(args.output_dir), merged):
         return EXIT_ERROR
     print(render(merged, args.format))
@@ -416,7 +441,7 @@ def _approved(args: argparse.Namespace, log: Applied, shown: Shown) -> bool:
         return True
     if sys.stdin.isatty():
         if args.format == "json":  # stdout holds the JSON: show what is asked about here
-            print(render(shown.document(), "text"), file=sys.stderr)
+            print(render(shown.document(), "text", hints=False), file=sys.stderr)
         print("\nApply these changes? Only 'yes' approves: ", end="", file=sys.stderr,
               flush=True)
         if sys.stdin.readline().strip() == "yes":
@@ -477,7 +502,7 @@ def _apply(args: argparse.Namespace, log: Applied) -> int:
     if args.verify_wait < 0:
         print("provisioner: --verify-wait must be >= 0", file=sys.stderr)
         return EXIT_ERROR
-    shown = _shown_plan(args, quiet=args.format == "json")
+    shown = _shown_plan(args, quiet=args.format == "json", hints=False)
     if shown is None:
         log.outcome = "error: nothing written"
         return EXIT_ERROR
@@ -716,19 +741,43 @@ def counts(document: dict[str, Any]) -> dict[str, int]:
     return n
 
 
-def render(document: dict[str, Any], fmt: str) -> str:
+def render(document: dict[str, Any], fmt: str, *, hints: bool = True) -> str:
     if fmt == "json":
         return json.dumps(document, indent=2)
     if fmt == "markdown":
         return _markdown(document)
-    return _text(document)
+    return _text(document, hints=hints)
 
 
-def _apply_hints(document: dict[str, Any]) -> list[tuple[str | None, str]]:
-    """(shard, checksum) of each plan to apply: one, or each shard's of a merged plan."""
+def apply_command(document: dict[str, Any], shard: str | None, checksum: str,
+                  force: bool) -> str:
+    """The apply that writes exactly this plan: the plan's own scope (target, institution,
+    --changed-since: the checksum is of those zones), the shard, --force when the guard asks
+    for it, and the checksum."""
+    import shlex
+
+    scope = document.get("scope") or {}
+    words = ["provisioner", "apply"]
+    for option, key in (("--target", "target"), ("--institution", "institution"),
+                        ("--changed-since", "changed_since")):
+        if scope.get(key):
+            words += [option, shlex.quote(str(scope[key]))]
+    if shard:
+        words += ["--shard", shard]
+    if force:
+        words.append("--force")
+    return " ".join([*words, "--checksum", checksum])
+
+
+def _apply_hints(document: dict[str, Any]) -> list[tuple[str | None, str, bool]]:
+    """(shard, checksum, needs --force) of each plan to apply: one, or each shard's of a
+    merged plan."""
     if "shards" in document:
-        return [(s["shard"], s["checksum"]) for s in document["shards"] if s["checksum"]]
-    return [(document.get("shard"), document["checksum"])] if document["checksum"] else []
+        return [(s["shard"], s["checksum"], bool(s.get("needs_force")))
+                for s in document["shards"] if s["checksum"]]
+    force = any(z["needs_force"] for z in document["zones"])
+    return [(document.get("shard"), document["checksum"], force)] if document["checksum"] \
+        else []
 
 
 def _pending_lines(document: dict[str, Any]) -> list[str]:
@@ -745,7 +794,7 @@ def _keys(pending: dict[str, Any]) -> str:
     return ", ".join([*(str(k["selector"]) for k in pending["keys"]), *specs])
 
 
-def _text(document: dict[str, Any]) -> str:
+def _text(document: dict[str, Any], *, hints: bool = True) -> str:
     out: list[str] = []
     for zone in document["zones"]:
         state = "" if zone["exists"] else " (new zone)"
@@ -761,18 +810,21 @@ def _text(document: dict[str, Any]) -> str:
     out.extend(_awaiting_lines(document))
     out.extend(_pending_lines(document))
     out.append("")
-    hints = _apply_hints(document)
+    applies = _apply_hints(document)
     if document["changes"]:
         what = _closing(document)
-        if len(hints) == 1 and "shards" not in document:
-            shard, checksum = hints[0]
+        if len(applies) == 1 and "shards" not in document:
+            shard, checksum, force = applies[0]
             out.append(f"{what}; checksum {checksum}")
-            flag = f"--shard {shard} " if shard else ""
-            out.append(f"apply exactly this plan: provisioner apply {flag}--checksum {checksum}")
+            if hints:
+                out.append("apply exactly this plan: "
+                           + apply_command(document, shard, checksum, force))
         else:
-            out += [what, "apply exactly this plan, shard by shard:"]
-            out += [f"  provisioner apply --shard {shard} --checksum {checksum}"
-                    for shard, checksum in hints]
+            out.append(what)
+            if hints:
+                out.append("apply exactly this plan, shard by shard:")
+                out += ["  " + apply_command(document, shard, checksum, force)
+                        for shard, checksum, force in applies]
     else:
         out.append("no changes")
     return "\n".join(out)
@@ -822,7 +874,7 @@ def _markdown(document: dict[str, Any]) -> str:
         out += ["**This plan needs `--force`** (above): review the deletions; the pipeline's "
                 "apply job then takes it from the variable `APPLY_FORCE=yes`, set when it is "
                 "run.", ""]
-    hints = _apply_hints(document)
+    hints = [(shard, checksum) for shard, checksum, _ in _apply_hints(document)]
     if "shards" in document:
         out += ["Checksums, one per shard (apply takes each): " + ", ".join(
             f"shard {md_code(s['shard'])} " + (md_code(s["checksum"]) if s["checksum"]
@@ -840,7 +892,8 @@ def _problems_json(problems: Iterable[Problem]) -> list[dict[str, str | int]]:
 
 
 def to_json(result: PlanResult, pending: tuple[Pending, ...] = (),
-            checksum: str | None = None, shard: str | None = None) -> dict[str, Any]:
+            checksum: str | None = None, shard: str | None = None,
+            scope: dict[str, str | None] | None = None) -> dict[str, Any]:
     def values(vs: tuple[Any, ...]) -> list[Any]:
         return [{"preference": v.preference, "exchange": v.exchange}
                 if isinstance(v, MxValue) else v for v in vs]
@@ -848,6 +901,7 @@ def to_json(result: PlanResult, pending: tuple[Pending, ...] = (),
     return {
         "checksum": checksum if checksum is not None else result.checksum,
         "shard": shard,
+        "scope": dict(scope or {"target": None, "institution": None, "changed_since": None}),
         "changes": result.has_changes or bool(pending),
         "keys_to_generate": [{"institution": p.institution,
                               "keys": [{"selector": n.label, "id": n.key_id,
