@@ -67,7 +67,12 @@ def changed_paths(root: Path, ref: str) -> list[tuple[str, str, str | None]]:
     """(status letter, path, old path for renames) of every file changed since ``ref``,
     relative to the repository top, plus untracked declarations as added."""
     top = Path(_git(root, "rev-parse", "--show-toplevel").strip())
-    _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    try:
+        _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except ChangesError:
+        raise ChangesError(f"--changed-since {ref}: not a commit of the repository at {root} "
+                           "(fix: fetch it, or clone deeper: GIT_DEPTH=0 in the pipeline)"
+                           ) from None
     prefix = root.resolve().relative_to(top.resolve()).as_posix()
     prefix = "" if prefix == "." else prefix + "/"
     out: list[tuple[str, str, str | None]] = []

@@ -69,12 +69,16 @@ class Shard:
     @classmethod
     def parse(cls, text: str) -> Shard:
         """``"I/N"`` with 1 <= I <= N; ValueError with a message a user can act on."""
-        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+        # ASCII digits, no leading zero, nothing around: "1/4" as CI_NODE_INDEX/CI_NODE_TOTAL
+        # write it (\d would take "١/٢", and int() reads it)
+        match = re.fullmatch(r"([1-9][0-9]{0,5})/([1-9][0-9]{0,5})", text, flags=re.ASCII)
         if not match:
-            raise ValueError(f"shard {text!r} is not I/N (e.g. 1/4)")
+            if re.fullmatch(r"[0-9]+/0+", text):
+                raise ValueError(f"shard {text!r}: N, the number of shards, must be at least 1")
+            raise ValueError(f"shard {text!r} is not I/N, two numbers from 1 (e.g. 1/4)")
         index, total = int(match.group(1)), int(match.group(2))
-        if total < 1 or not 1 <= index <= total:
-            raise ValueError(f"shard {text!r}: need 1 <= I <= N")
+        if index > total:
+            raise ValueError(f"shard {text!r}: I must be at most N ({total})")
         return cls(index, total)
 
     def holds(self, code: str | None) -> bool:

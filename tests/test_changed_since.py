@@ -115,8 +115,12 @@ def test_a_bad_ref_is_one_line(repo: tuple[Project, str],
     project, _ = repo
     result = cli(project, capsys, "plan", "--changed-since", "no-such-ref")
     assert result.code == 1
-    assert result.err.strip().startswith("provisioner: git rev-parse")
-    assert "Traceback" not in result.err
+    assert result.err.strip().startswith("provisioner: --changed-since no-such-ref: not a "
+                                         "commit of the repository at ")
+    assert "fix: fetch it, or clone deeper" in result.err and len(result.err_lines) == 1
+    empty = cli(project, capsys, "plan", "--changed-since", "")  # an unset CI variable
+    assert empty.code == 1 and "--changed-since needs a commit" in empty.err
+    assert "Traceback" not in result.err + empty.err
 
 
 def test_a_zone_shared_with_another_institution_is_never_planned_empty(

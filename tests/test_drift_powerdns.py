@@ -182,7 +182,7 @@ def test_shards_split_the_institutions_and_cover_them_all(
 def test_an_unknown_shard_or_institution_is_one_line(
     project: Path, pdns: PdnsServer, capsys: pytest.CaptureFixture[str]  # noqa: F811
 ) -> None:
-    for args, message in ((("--shard", "4/3"), "need 1 <= I <= N"),
+    for args, message in ((("--shard", "4/3"), "I must be at most N (3)"),
                           (("--shard", "x"), "is not I/N"),
                           (("--institution", "nobody"), "no institution 'nobody'")):
         result = _drift(project, pdns, capsys, *args)

@@ -56,7 +56,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        shard = Shard.parse(args.shard) if args.shard else None
+        shard = Shard.parse(args.shard) if args.shard is not None else None
         nameservers = tuple(Server.parse(n) for n in args.nameserver)
     except (ValueError, BadServer) as exc:
         print(f"provisioner: {exc}", file=sys.stderr)
