@@ -32,22 +32,37 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
 
-def seconds(text: str) -> float:
-    """A ``type=`` for durations in seconds: a finite number >= 0 (not inf, not nan)."""
+#: The longest wait any option takes (--wait, --verify-wait): a day.
+MAX_WAIT = 86_400.0
+#: The longest timeout of one DNS or API exchange: an hour (beyond, the OS refuses it).
+MAX_TIMEOUT = 3_600.0
+
+
+def _number(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a finite number of seconds >= 0")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a finite number of seconds")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A ``type=`` for waits in seconds: a finite number from 0 to :data:`MAX_WAIT`."""
+    value = _number(text)
+    if not 0 <= value <= MAX_WAIT:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds from 0 to "
+                                         f"{MAX_WAIT:.0f} (a day)")
     return value
 
 
 def positive_seconds(text: str) -> float:
-    """A ``type=`` for timeouts: a finite number of seconds > 0."""
-    value = seconds(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds > 0")
+    """A ``type=`` for timeouts: a finite number of seconds > 0, at most :data:`MAX_TIMEOUT`."""
+    value = _number(text)
+    if not 0 < value <= MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds > 0 and at most "
+                                         f"{MAX_TIMEOUT:.0f} (an hour)")
     return value
 
 

@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from provisioner.cli.common import EXIT_ERROR, EXIT_OK
+from provisioner.cli.common import EXIT_ERROR, EXIT_OK, positive_seconds
 from provisioner.config import load_project
 from provisioner.escape import terminal
 
@@ -37,7 +37,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="check this target (repeatable; default: the targets in use: "
                         "default_target, the platform zones' and the declarations')")
     p.add_argument("--all-targets", action="store_true", help="check every target")
-    p.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS",
+    p.add_argument("--timeout", type=positive_seconds, default=3.0, metavar="SECONDS",
                    help="per network check (default 3)")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="json: {ready, checks: [{check, status, detail, fix}]} on stdout")
