@@ -37,7 +37,8 @@ NOT_FROM_DNS = (
 
 @dataclass(frozen=True)
 class Row:
-    """One readiness criterion: ``ok`` True/False, or None when it cannot be judged."""
+    """One readiness criterion: ``ok`` True/False, or None when it cannot be judged: not
+    applicable or not checkable from DNS, or ``unknown`` (no server answered this run)."""
 
     key: str
     label: str
@@ -45,10 +46,11 @@ class Row:
     detail: str
     from_dns: bool = True
     warning: bool = False
+    unknown: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "label": self.label, "ok": self.ok, "detail": self.detail,
-                "from_dns": self.from_dns, "warning": self.warning}
+                "from_dns": self.from_dns, "warning": self.warning, "unknown": self.unknown}
 
 
 def readiness(checks: Sequence[Mapping[str, Any]], key_bits: Iterable[int],
@@ -65,7 +67,10 @@ def readiness(checks: Sequence[Mapping[str, Any]], key_bits: Iterable[int],
         bad = [c for c in found if c["status"] != "success"]
         if not bad:
             return Row(key, label, True, f"{len(found)} record(s) pass")
-        return Row(key, label, False, f"{bad[0]['name']}: {bad[0]['reason']}")
+        known = [c for c in bad if c["status"] != "temporary_failure"]
+        if not known:  # a record nobody could read is neither passing nor failing
+            return _unknown(key, label, bad[0])
+        return Row(key, label, False, f"{known[0]['name']}: {known[0]['reason']}")
 
     rows = [passing("spf", "SPF passes for the platform's IPs", "spf"),
             passing("dkim", "DKIM keys published and reachable", "dkim"),
@@ -85,14 +90,22 @@ def readiness(checks: Sequence[Mapping[str, Any]], key_bits: Iterable[int],
     mx = [c for c in by("mx") if c["name"].rstrip(".") != domain]
     if managed_rp or mx:
         bad = [c for c in mx if c["status"] != "success"]
-        rows.append(Row("return-path", "return-path MX", not bad and bool(mx),
-                        bad[0]["reason"] if bad else f"{len(mx)} MX check(s) pass"))
+        known = [c for c in bad if c["status"] != "temporary_failure"]
+        if bad and not known:
+            rows.append(_unknown("return-path", "return-path MX", bad[0]))
+        else:
+            rows.append(Row("return-path", "return-path MX", not bad and bool(mx),
+                            known[0]["reason"] if bad else f"{len(mx)} MX check(s) pass"))
     else:
         rows.append(Row("return-path", "return-path MX", None, "no return path declared"))
     if ptr:
+        label = "PTR with forward-confirmed reverse DNS for the sending IPs"
         bad = [p for p in ptr if not p["ok"]]
-        rows.append(Row("ptr", "PTR with forward-confirmed reverse DNS for the sending IPs",
-                        not bad, "; ".join(f"{p['ip']}: {p['detail']}" for p in (bad or ptr))))
+        detail = "; ".join(f"{p['ip']}: {p['detail']}" for p in (bad or ptr))
+        if bad and all(p.get("unknown") for p in bad):
+            rows.append(Row("ptr", label, None, "unknown: " + detail, unknown=True))
+        else:
+            rows.append(Row("ptr", label, not bad, detail))
     else:
         rows.append(Row("ptr", "PTR with forward-confirmed reverse DNS for the sending IPs",
                         None, "no sending_ips in provisioner.yaml"))
@@ -101,8 +114,19 @@ def readiness(checks: Sequence[Mapping[str, Any]], key_bits: Iterable[int],
     return rows
 
 
+def _unknown(key: str, label: str, check: Mapping[str, Any]) -> Row:
+    return Row(key, label, None, f"unknown: {check['name']}: no answer ({check['reason']})",
+               unknown=True)
+
+
 def ready(rows: Sequence[Row]) -> bool:
-    return all(r.ok is not False for r in rows)
+    """Every criterion met or not applicable; a criterion nobody could check is not ready."""
+    return all(r.ok is not False and not r.unknown for r in rows)
+
+
+def unknown(rows: Sequence[Row]) -> bool:
+    """Not ready only for want of an answer: nothing failed, something went unchecked."""
+    return any(r.unknown for r in rows) and all(r.ok is not False for r in rows)
 
 
 def check_ptr(client: Any, ips: Sequence[str]) -> list[dict[str, Any]]:
@@ -115,7 +139,8 @@ def check_ptr(client: Any, ips: Sequence[str]) -> list[dict[str, Any]]:
     servers = client.recursive_servers()
     out: list[dict[str, Any]] = []
     if not servers:
-        return [{"ip": ip, "ok": False, "detail": "no resolver"} for ip in ips]
+        return [{"ip": ip, "ok": False, "unknown": True, "detail": "no resolver to ask"}
+                for ip in ips]
     server = servers[0]
     for ip in ips:
         rev = ipaddress.ip_address(ip).reverse_pointer + "."
@@ -123,7 +148,10 @@ def check_ptr(client: Any, ips: Sequence[str]) -> list[dict[str, Any]]:
         answer = client.lookup_many([q])[q]
         names = [str(v) for v in answer.values] if answer.status == NOERROR else []
         if not names:
-            out.append({"ip": ip, "ok": False, "detail": f"no PTR ({answer.status})"})
+            answered = answer.status in (NOERROR, "NXDOMAIN")  # NOERROR here: no PTR data
+            out.append({"ip": ip, "ok": False, "unknown": not answered,
+                        "detail": f"no PTR ({answer.status})" if answered else
+                        f"no answer for its PTR ({answer.status})"})
             continue
         rtype = "AAAA" if ":" in ip else "A"
         confirmed = None
@@ -160,7 +188,7 @@ def build(project: Project, report: Report, states: Mapping[str, Any], ptr: list
         checks_of[(checked.institution or "", checked.domain)] = [c.to_json()
                                                                   for c in checked.checks]
     institutions = []
-    counts = {"institutions": 0, "domains": 0, "ready": 0, "records": 0,
+    counts = {"institutions": 0, "domains": 0, "ready": 0, "unknown": 0, "records": 0,
               **{v: 0 for v in SES.values()}}
     from provisioner.keys.service import policy_of
 
@@ -199,6 +227,7 @@ def build(project: Project, report: Report, states: Mapping[str, Any], ptr: list
             ok = ready(rows)
             counts["domains"] += 1
             counts["ready"] += ok
+            counts["unknown"] += unknown(rows)
             domains.append({
                 "domain": dom.name, "dns": "external" if dom.dns is DnsMode.EXTERNAL
                 else "managed",
@@ -208,7 +237,7 @@ def build(project: Project, report: Report, states: Mapping[str, Any], ptr: list
                           "testing": dom.dmarc.testing,
                           "rung": dom.dmarc.policy + ("; t=y" if dom.dmarc.testing
                                                       and dom.dmarc.policy != "none" else "")},
-                "records": records, "ready": ok,
+                "records": records, "ready": ok, "unknown": unknown(rows),
                 "readiness": [r.to_json() for r in rows]})
         counts["institutions"] += 1
         institutions.append({"code": inst.code, "name": inst.name, "keys": keys,

@@ -41,7 +41,8 @@ let shown = PAGE, matches = [];
 function summary() {
   const s = data.summary, box = document.getElementById('summary');
   const parts = [['institutions', s.institutions], ['domains', s.domains],
-    ['ready', s.ready + ' of ' + s.domains], ['records', s.records],
+    ['ready', s.ready + ' of ' + s.domains + (s.unknown ? ' (' + s.unknown +
+      ' unknown: no answer)' : '')], ['records', s.records],
     ['success', s.success], ['pending', s.pending], ['failed', s.failed],
     ['temporary failure', s['temporary failure']]];
   for (const [k, v] of parts) box.appendChild(el('span', k + ': ' + v));
@@ -69,8 +70,8 @@ function card(inst) {
     const head = el('h3', d.domain);
     head.appendChild(el('span', d.dns, 'badge'));
     head.appendChild(el('span', 'DMARC ' + d.dmarc.rung, 'badge'));
-    head.appendChild(el('span', d.ready ? 'ready' : 'not ready',
-      'badge ' + (d.ready ? 'ready' : 'not-ready')));
+    head.appendChild(el('span', d.ready ? 'ready' : d.unknown ? 'not ready: unknown'
+      : 'not ready', 'badge ' + (d.ready ? 'ready' : 'not-ready')));
     c.appendChild(head);
     const t = el('table', null, 'records');
     const hr = el('tr'); for (const x of ['record', 'state', 'reason', 'since'])
@@ -89,8 +90,9 @@ function card(inst) {
     for (const row of d.readiness) {
       const tr = el('tr');
       tr.appendChild(el('td', row.label));
-      tr.appendChild(el('td', row.ok === null ? 'n/a' : row.ok ? (row.warning ? 'ok (warning)'
-        : 'ok') : 'no', row.ok === null ? 'unknown' : row.ok ? 'ok' : 'no'));
+      tr.appendChild(el('td', row.unknown ? 'unknown' : row.ok === null ? 'n/a' : row.ok ?
+        (row.warning ? 'ok (warning)' : 'ok') : 'no',
+        row.ok === null ? 'unknown' : row.ok ? 'ok' : 'no'));
       tr.appendChild(el('td', row.detail));
       tr.appendChild(el('td', row.from_dns ? 'checked from DNS' : 'not checkable from DNS',
         'muted'));

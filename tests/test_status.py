@@ -53,6 +53,42 @@ def _fleet(root: Path, server: PdnsServer, capsys: pytest.CaptureFixture[str]) -
     assert run(root, capsys, "apply", "--no-verify").code == 0
 
 
+def test_no_answer_is_unknown_never_not_ready(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With no server answering, readiness says unknown (exit 1, as drift does), never that
+    the records fail; verify's reasons say the records are not known, not that none exist."""
+    import socket
+
+    write_project(tmp_path, {"local": {"class": "octodns.provider.yaml.YamlProvider",
+                                       "directory": str(tmp_path / "dns")}}, default="local")
+    declare(tmp_path, "mosa", MOSA)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        where = ("--nameserver", f"127.0.0.1:{silent.getsockname()[1]}", "--timeout", "0.1")
+        text = run(tmp_path, capsys, "readiness", *where)
+        doc = run(tmp_path, capsys, "readiness", "--format", "json", *where)
+        junit = run(tmp_path, capsys, "readiness", "--format", "junit", *where)
+        status = run(tmp_path, capsys, "status", "--state", str(tmp_path / "s.json"), *where)
+    assert text.code == 1, text.out + text.err
+    assert "mosa mosamuseum.com: UNKNOWN" in text.out and "FAIL" not in text.out
+    assert "1 unknown (no server answered)" in text.err
+    rows = {r["key"]: r for r in json.loads(doc.out)[0]["rows"]}
+    assert rows["spf"]["unknown"] and rows["spf"]["ok"] is None
+    assert rows["spf"]["detail"].startswith("unknown: mosamuseum.com: no answer")
+    assert rows["ptr"]["unknown"] and "no answer for its PTR" in rows["ptr"]["detail"]
+    suite = ET.fromstring(junit.out).find("testsuite")
+    assert suite is not None and suite.get("failures") == "0" and int(suite.get("errors", 0))
+    document = json.loads(status.out)
+    assert document["summary"]["unknown"] == 1 and document["summary"]["ready"] == 0
+    spf = next(r for r in document["institutions"][0]["domains"][0]["records"]
+               if r["check"] == "spf")
+    assert spf["status"] == "temporary failure"
+    assert spf["message"].startswith("TXT at mosamuseum.com not known: the servers gave no "
+                                     "answer")
+    assert "no answer: not known this run" in status.err
+
+
 def _status(root: Path, server: PdnsServer, capsys: pytest.CaptureFixture[str],
             *args: str) -> Any:
     return run(root, capsys, "status", "--nameserver", f"127.0.0.1:{server.dns_port}",

@@ -65,7 +65,7 @@ EXITS = {
     "completion": "0",
     "domainconnect": "0 / 1 (template --check: 1 out of date)",
     "status": "0 / 1",
-    "readiness": "0 ready, 1 error, 2 a domain not ready",
+    "readiness": "0 ready, 1 error or unknown (no server answered), 2 a domain not ready",
     "dmarc": "0, 1 error, 2 a report quarantined (ingest)",
 }
 EXIT_EPILOG = ("exit codes: 0 done; 1 error or usage error; 2 changes, drift, failures, or "

@@ -108,6 +108,7 @@ def run_status(args: argparse.Namespace) -> int:
     print(f"status: {s['institutions']} institutions, {s['domains']} domains, {s['ready']} "
           f"ready; records: {s['success']} success, {s['pending']} pending, {s['failed']} "
           f"failed, {s['temporary failure']} temporary failure"
+          + (" (no answer: not known this run)" if s["temporary failure"] else "")
           + (f"; page: {out_dir / 'index.html'}" if out_dir and args.format == "html" else ""),
           file=sys.stderr)
     return EXIT_OK
@@ -128,11 +129,15 @@ def run_readiness(args: argparse.Namespace) -> int:
             suite = ET.SubElement(suites, "testsuite", name=f"{code} {domain}",
                                   tests=str(len(rs)),
                                   failures=str(sum(r["ok"] is False for r in rs)),
-                                  skipped=str(sum(r["ok"] is None for r in rs)))
+                                  errors=str(sum(bool(r.get("unknown")) for r in rs)),
+                                  skipped=str(sum(r["ok"] is None and not r.get("unknown")
+                                                  for r in rs)))
             for r in rs:
                 case = ET.SubElement(suite, "testcase", classname=f"{code}.{domain}",
                                      name=r["label"])
-                if r["ok"] is False:
+                if r.get("unknown"):  # could not be checked: an error, not a failure
+                    ET.SubElement(case, "error", message=r["detail"]).text = r["detail"]
+                elif r["ok"] is False:
                     ET.SubElement(case, "failure", message=r["detail"]).text = r["detail"]
                 elif r["ok"] is None:
                     ET.SubElement(case, "skipped", message=r["detail"])
@@ -141,11 +146,20 @@ def run_readiness(args: argparse.Namespace) -> int:
                                                                      encoding="unicode"))
     else:
         for code, domain, ok, rs in rows:
-            print(f"{code} {domain}: {'ready' if ok else 'NOT READY'}")
+            unanswered = any(r.get("unknown") for r in rs) and \
+                all(r["ok"] is not False for r in rs)
+            print(f"{code} {domain}: "
+                  f"{'ready' if ok else ('UNKNOWN' if unanswered else 'NOT READY')}")
             for r in rs:
-                mark = "n/a " if r["ok"] is None else ("ok  " if r["ok"] else "FAIL")
-                where = "" if r["from_dns"] else " (not from DNS)"
+                mark = ("??  " if r.get("unknown") else "n/a ") if r["ok"] is None else \
+                    ("ok  " if r["ok"] else "FAIL")
+                where = "" if r["from_dns"] or "not checkable from DNS" in r["detail"] \
+                    else " (not from DNS)"
                 print(f"  {mark} {r['label']}: {r['detail']}{where}")
     not_ready = sum(1 for _, _, ok, _ in rows if not ok)
-    print(f"readiness: {len(rows) - not_ready} of {len(rows)} domains ready", file=sys.stderr)
-    return EXIT_CHANGES if not_ready else EXIT_OK
+    unknown = document["summary"]["unknown"]
+    print(f"readiness: {len(rows) - not_ready} of {len(rows)} domains ready"
+          + (f", {unknown} unknown (no server answered)" if unknown else ""), file=sys.stderr)
+    if not_ready > unknown:
+        return EXIT_CHANGES
+    return EXIT_ERROR if unknown else EXIT_OK

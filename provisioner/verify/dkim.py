@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from provisioner.model import Platform, Record
 from provisioner.verify.dkimkey import GOOD_RSA_BITS, DkimKeyError, parse_key_record
-from provisioner.verify.results import CheckResult, Status, status_of_lookup, success
+from provisioner.verify.results import CheckResult, Status, not_there, status_of_lookup, success
 from provisioner.verify.view import View
 
 _IGNORED_TYPES = {"RRSIG", "NSEC", "NSEC3"}
@@ -42,7 +42,8 @@ def check_dkim(view: View, record: Record, platform: Platform) -> CheckResult:
                                f"doubled; enter the host as a name relative to {zone}",
                                expected, tuple(str(v) for v in doubled.values))
         return CheckResult("dkim", name, status_of_lookup(reason), reason,
-                           f"no CNAME at {name} ({reason})", expected)
+                           not_there(f"no CNAME at {name} ({reason})", "CNAME", name, reason),
+                           expected)
     found = tuple(cnames) or tuple(f"{t} {v}" for t, v in owned if t not in _IGNORED_TYPES)
     if not cnames:
         return CheckResult("dkim", name, Status.FAILED, "mismatch",
@@ -80,7 +81,8 @@ def check_key_at(view: View, name: str, target: str, published: str | None,
     if keys.reason:
         status = status_of_lookup(keys.reason)
         return CheckResult("dkim", name, status, keys.reason,
-                           f"{absent}no key record at {target} yet ({keys.reason})",
+                           not_there(f"{absent}no key record at {target} yet ({keys.reason})",
+                                     "TXT", target, keys.reason),
                            expected, found)
     texts = [str(v) for v in keys.values]
     if len(texts) > 1:

@@ -11,7 +11,7 @@ from types import MappingProxyType
 
 from provisioner.model import is_within
 from provisioner.verify.dkimkey import DkimKeyError, parse_tag_list
-from provisioner.verify.results import CheckResult, Status, status_of_lookup, success
+from provisioner.verify.results import CheckResult, Status, not_there, status_of_lookup, success
 from provisioner.verify.view import View
 
 _POLICY = {"none", "quarantine", "reject"}
@@ -148,7 +148,8 @@ def check_dmarc(view: View, name: str, expected_text: str, ctx: DmarcContext) ->
     answer = view.answer(name, "TXT")
     if answer.reason:
         return CheckResult("dmarc", name, status_of_lookup(answer.reason), answer.reason,
-                           f"no TXT records at {name} ({answer.reason})", expected)
+                           not_there(f"no TXT records at {name} ({answer.reason})", "TXT", name,
+                                     answer.reason), expected)
     texts = [str(v) for v in answer.values]
     records = [t for t in texts if is_dmarc(t)]
     if not records:

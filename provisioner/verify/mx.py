@@ -8,7 +8,7 @@ refuse mail from it: a warning, not a failure, since the platform's mail still a
 from __future__ import annotations
 
 from provisioner.model import MxValue, Record
-from provisioner.verify.results import CheckResult, Status, status_of_lookup, success
+from provisioner.verify.results import CheckResult, Status, not_there, status_of_lookup, success
 from provisioner.verify.view import View
 
 
@@ -23,7 +23,8 @@ def check_return_path_mx(view: View, record: Record) -> CheckResult:
     answer = view.answer(name, "MX")
     if answer.reason:
         return CheckResult("mx", name, status_of_lookup(answer.reason), answer.reason,
-                           f"no MX at {name} ({answer.reason})", expected)
+                           not_there(f"no MX at {name} ({answer.reason})", "MX", name,
+                                     answer.reason), expected)
     found = _mx_text(answer.values)
     exchanges = {str(x).lower() for _, x in answer.values}
     if not want & exchanges:

@@ -20,7 +20,7 @@ from provisioner.spf import parse
 from provisioner.verify.dkim import check_key_at
 from provisioner.verify.dkimkey import DkimKeyError, parse_tag_list
 from provisioner.verify.dmarc import is_dmarc
-from provisioner.verify.results import CheckResult, Status, status_of_lookup, success
+from provisioner.verify.results import CheckResult, Status, not_there, status_of_lookup, success
 from provisioner.verify.spfcheck import one_spf_record, passes_for_senders
 from provisioner.verify.view import View
 
@@ -51,7 +51,8 @@ def check_report_authorisation(view: View, record: Record) -> CheckResult:
     answer, chain = view.follow(name, "TXT")
     if answer.reason:
         return CheckResult("dmarc", name, status_of_lookup(answer.reason), answer.reason,
-                           f"no report authorisation at {name} yet ({answer.reason})", expected)
+                           not_there(f"no report authorisation at {name} yet ({answer.reason})",
+                                     "TXT", name, answer.reason), expected)
     texts = tuple(str(v) for v in answer.values)
     records = tuple(t for t in texts if is_dmarc(t))
     if records:
@@ -77,7 +78,9 @@ def check_domain_connect_key(view: View, record: Record) -> CheckResult:
     answer, _ = view.follow(name, "TXT")
     if answer.reason:
         return CheckResult("domainconnect", name, status_of_lookup(answer.reason),
-                           answer.reason, f"no signing key at {name} yet ({answer.reason})",
+                           answer.reason,
+                           not_there(f"no signing key at {name} yet ({answer.reason})", "TXT",
+                                     name, answer.reason),
                            expected)
     found = tuple(str(v) for v in answer.values)
     if sorted(found) == sorted(expected):

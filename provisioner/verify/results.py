@@ -35,6 +35,15 @@ def status_of_lookup(reason: str) -> Status:
     return Status.PENDING if reason in ABSENT else Status.TEMPORARY_FAILURE
 
 
+def not_there(message: str, rtype: str, name: str, reason: str) -> str:
+    """``message`` (the record is not there) when the servers said so (NXDOMAIN, NODATA);
+    when they did not answer (a timeout, SERVFAIL, unreachable), that it is not known: a
+    record nobody could read is not a missing one."""
+    if reason in ABSENT:
+        return message
+    return f"{rtype} at {name} not known: the servers gave no answer ({reason})"
+
+
 @dataclass(frozen=True, slots=True)
 class ServerView:
     server: str

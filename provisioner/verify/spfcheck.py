@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from provisioner.model import Platform, Record
 from provisioner.spf import SpfSyntaxError, check_host, is_spf, parse
-from provisioner.verify.results import CheckResult, Status, status_of_lookup, success
+from provisioner.verify.results import CheckResult, Status, not_there, status_of_lookup, success
 from provisioner.verify.view import View
 
 _LIMITS = (("void lookups", "void-lookup-limit"), ("DNS-querying terms", "lookup-limit"),
@@ -54,7 +54,8 @@ def one_spf_record(view: View, name: str, expected: tuple[str, ...]) -> CheckRes
     answer = view.answer(name, "TXT")
     if answer.reason:
         return CheckResult("spf", name, status_of_lookup(answer.reason), answer.reason,
-                           f"no TXT records at {name} ({answer.reason})", expected)
+                           not_there(f"no TXT records at {name} ({answer.reason})", "TXT", name,
+                                     answer.reason), expected)
     texts = [str(v) for v in answer.values]
     spf = [t for t in texts if is_spf(t)]
     found = tuple(spf)
