@@ -132,3 +132,6 @@ def test_apply_writes_only_when_approved(
 
     stale = cli(project, capsys, "apply", "--checksum", "0" * 64)
     assert stale.code == 1 and "nothing is left to change" in stale.err
+    for typo in ("", "abc", "0" * 63, "G" * 64):  # a checksum mistyped is not a moved plan
+        bad = cli(project, capsys, "apply", "--checksum", typo)
+        assert bad.code == 1 and "is not a plan's checksum (64 hexadecimal digits" in bad.err

@@ -65,6 +65,12 @@ def test_one_institution_changed(repo: tuple[Project, str],
                   planned["checksum"], "--no-verify")
     assert applied.code == 0, applied.err
     assert _changes(project, capsys)[0] == set()
+    # back to none: the text plan reads as a diff, the old value goes and then the new comes
+    # (though "p=none" sorts before "p=quarantine")
+    path.write_text(path.read_text().replace("policy: quarantine", "policy: none"))
+    text = cli(project, capsys, "plan").out.splitlines()  # (the file is as at the base)
+    gone = next(i for i, x in enumerate(text) if x.startswith('      - "v=DMARC1; p=quarantine'))
+    assert text[gone + 1].startswith('      + "v=DMARC1; p=none'), text
 
 
 def test_a_platform_change_plans_everything(repo: tuple[Project, str],

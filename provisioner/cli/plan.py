@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -85,7 +86,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "apply", parents=[common, scope], help="push the declared records through octoDNS",
         description="Plan, then apply the plan to the targets.",
     )
-    a.add_argument("--checksum", metavar="SUM",
+    a.add_argument("--checksum", metavar="SUM", type=_checksum,
                    help="apply only if the plan's checksum is SUM (the one plan printed)")
     a.add_argument("--auto-approve", action="store_true",
                    help="apply without asking (scripts); --checksum SUM approves too: it names "
@@ -113,6 +114,14 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="also write plan.json, plan.md, plan.txt, plan-summary.json and "
                         "plan.shards (one 'I/N CHECKSUM' line per shard with changes) to DIR")
     m.set_defaults(func=run_merge)
+
+
+def _checksum(text: str) -> str:
+    """A ``type=`` for --checksum: the 64 hex digits a plan prints."""
+    if not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a plan's checksum (64 hexadecimal digits, as plan prints it)")
+    return text
 
 
 def _scope(args: argparse.Namespace, project: Project, *, say: bool = True) -> Any:
@@ -724,9 +733,12 @@ def _change_lines(change: dict[str, Any]) -> list[str]:
     lines = [f"  {head} {_name(change)} {change['type']} {_ttl(change)}"]
     before = {_value(v, change["type"]) for v in before_side["values"]}
     after = {_value(v, change["type"]) for v in after_side["values"]}
-    for v in sorted(before | after):
-        mark = " " if v in before and v in after else ("-" if v in before else "+")
-        lines.append(f"      {mark} {v}")
+    def mark(v: str) -> str:
+        return " " if v in before and v in after else ("-" if v in before else "+")
+
+    # as a diff reads: what stays, what goes, then what comes
+    for v in sorted(before | after, key=lambda v: (" -+".index(mark(v)), v)):
+        lines.append(f"      {mark(v)} {v}")
     if change["action"] == "update" and before_side["ttl"] != after_side["ttl"]:
         lines.append(f"      ttl {before_side['ttl']} -> {after_side['ttl']}")
     return lines
