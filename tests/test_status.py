@@ -69,7 +69,9 @@ def test_no_answer_is_unknown_never_not_ready(
         text = run(tmp_path, capsys, "readiness", *where)
         doc = run(tmp_path, capsys, "readiness", "--format", "json", *where)
         junit = run(tmp_path, capsys, "readiness", "--format", "junit", *where)
+        (tmp_path / "s.json").write_text("{truncated")  # a state file cut short
         status = run(tmp_path, capsys, "status", "--state", str(tmp_path / "s.json"), *where)
+        a_dir = run(tmp_path, capsys, "status", "--state", str(tmp_path), *where)
     assert text.code == 1, text.out + text.err
     assert "mosa mosamuseum.com: UNKNOWN" in text.out and "FAIL" not in text.out
     assert "1 unknown (no server answered)" in text.err
@@ -87,6 +89,9 @@ def test_no_answer_is_unknown_never_not_ready(
     assert spf["message"].startswith("TXT at mosamuseum.com not known: the servers gave no "
                                      "answer")
     assert "no answer: not known this run" in status.err
+    assert "is not a status state file (not its JSON): it is replaced" in status.err
+    assert json.loads((tmp_path / "s.json").read_text())["since"]
+    assert a_dir.code == 1 and "is a directory; give a file" in a_dir.err
 
 
 def _status(root: Path, server: PdnsServer, capsys: pytest.CaptureFixture[str],

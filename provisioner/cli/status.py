@@ -85,9 +85,18 @@ def run_status(args: argparse.Namespace) -> int:
     if args.format == "html" and out_dir is None:
         print("provisioner: --format html needs --output DIR", file=sys.stderr)
         return EXIT_ERROR
+    # the default state lives with the repository it describes, wherever the command runs
     state_path = Path(args.state) if args.state else (
-        out_dir / "status.json" if out_dir else DEFAULT_STATE)
-    document = _document(args, previous=status.read_previous(state_path))
+        out_dir / "status.json" if out_dir else Path(args.config).parent / DEFAULT_STATE)
+    if state_path.is_dir():
+        print(f"provisioner: --state {state_path} is a directory; give a file (e.g. "
+              f"{state_path / 'status.json'})", file=sys.stderr)
+        return EXIT_ERROR
+    previous = status.read_previous(state_path)
+    if previous is None and state_path.exists():
+        print(f"provisioner: {state_path} is not a status state file (not its JSON): it is "
+              "replaced, and every record's 'since' starts from this run", file=sys.stderr)
+    document = _document(args, previous=previous)
     if document is None:
         return EXIT_ERROR
     try:
