@@ -2,10 +2,10 @@
 
 - ``status --format html --output DIR``: a static page (``DIR/index.html``, no external
   resource) for a GitLab Pages artifact of the schedule; ``--format json``: the document on
-  stdout. ``--state FILE`` (default ``DIR/status.json``, or ``build/status/status.json``) keeps
-  each record's state and since when across runs.
+  stdout. ``--state FILE`` (default ``DIR/status.json``, or ``build/status/status.json`` beside
+  the platform file) keeps each record's state and since when across runs.
 - ``readiness [CODE] --format text|json|junit``: the bulk-sender readiness rows alone; exit 2
-  when a domain is not ready.
+  when a domain is not ready, 1 when one is unknown (no server answered).
 """
 
 from __future__ import annotations
@@ -27,11 +27,14 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     live = argparse.ArgumentParser(add_help=False)
     live.add_argument("--nameserver", metavar="HOST[:PORT]", action="append", default=[],
                       help="ask this server instead of each zone's authoritative servers")
-    live.add_argument("--timeout", type=positive_seconds, default=1.0, metavar="SECONDS")
+    live.add_argument("--timeout", type=positive_seconds, default=1.0, metavar="SECONDS",
+                      help="per DNS query (default 1); a record no server answers is unknown")
     s = subparsers.add_parser("status", parents=[common, live],
                               help="the fleet's state: a static page or JSON",
                               description="Verify every domain and build the status page.")
-    s.add_argument("--format", choices=("html", "json"), default="json")
+    s.add_argument("--format", choices=("html", "json"), default="json",
+                   help="json (default: the document on stdout, docs/cli.md) or html (the "
+                        "static page, with --output)")
     s.add_argument("--output", metavar="DIR", help="html: write DIR/index.html (and the state)")
     s.add_argument("--state", metavar="FILE", help="the previous run's state, kept across runs "
                    "(default: DIR/status.json or build/status/status.json)")
@@ -40,7 +43,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                               help="bulk-sender readiness rows (Google, Yahoo, Microsoft)",
                               description="What DNS can show of the bulk-sender requirements.")
     r.add_argument("code", nargs="?", metavar="CODE", help="one institution (default: all)")
-    r.add_argument("--format", choices=("text", "json", "junit"), default="text")
+    r.add_argument("--format", choices=("text", "json", "junit"), default="text",
+                   help="text (default), json or junit (a test case per criterion: failure "
+                        "when not met, error when unknown, skipped when not checkable)")
     r.set_defaults(func=run_readiness)
 
 
