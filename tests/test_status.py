@@ -92,6 +92,11 @@ def test_no_answer_is_unknown_never_not_ready(
     assert "is not a status state file (not its JSON): it is replaced" in status.err
     assert json.loads((tmp_path / "s.json").read_text())["since"]
     assert a_dir.code == 1 and "is a directory; give a file" in a_dir.err
+    # a timeout past what the OS takes is refused at once (it was an OverflowError traceback)
+    for command in ("readiness", "status", "verify", "drift"):
+        huge = run(tmp_path, capsys, command, "--timeout", "3e6")
+        assert huge.code == 1 and "at most 3600 (an hour)" in huge.err, huge.err
+        assert "Traceback" not in huge.err
 
 
 def _status(root: Path, server: PdnsServer, capsys: pytest.CaptureFixture[str],
