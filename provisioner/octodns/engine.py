@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +31,6 @@ from octodns.zone import Zone  # type: ignore[import-untyped,unused-ignore]
 from provisioner import progress
 from provisioner.errors import Origin, Problem, Severity
 from provisioner.model import Platform, Record
-from provisioner.octodns import ratelimit
 from provisioner.octodns.afterapply import live_dns
 from provisioner.octodns.convert import plain_values
 from provisioner.octodns.guard import Guard, GuardedPlan, MissingZone, check
@@ -352,9 +352,12 @@ def plan(
         finally:
             bar.advance()
 
-    for name, provider in sorted(providers.items()):
-        # many zones of one Route53 account: one listing page names 100 zones' Ids
-        ratelimit.prefetch(provider, [z for z, t, _ in jobs if t == name])
+    # many zones of one Route53 account: one listing page names 100 zones' Ids (the rate
+    # limiter is loaded only when a Route53 provider was built, as api_report reads it)
+    ratelimit = sys.modules.get("provisioner.octodns.ratelimit")
+    if ratelimit is not None:
+        for name, provider in sorted(providers.items()):
+            ratelimit.prefetch(provider, [z for z, t, _ in jobs if t == name])
     with progress.task("planning zones", len(jobs)) as bar:
         results = _map(run, jobs, workers)
     zone_plans: list[ZonePlan] = []

@@ -141,9 +141,16 @@ def instrument(provider: Any, target_name: str, configured_rate: Any = None) -> 
         # lose the others' (measured: 40 lookups for 7 zones). Starting it empty makes every
         # lookup add to one dict.
         provider._r53_zones = {}
-    if getattr(provider, "get_zones_by_name", False) and getattr(provider, "vpc_id", None) is None:
+    if _lookups_by_name(provider):
         client.meta.events.register(f"after-call.{service}.ListHostedZones",
                                     _listing_fills_lookups(provider))
+
+
+def _lookups_by_name(provider: Any) -> bool:
+    """Whether the provider looks zones up by name, so that a listing can fill its lookups
+    (a VPC-filtered provider lists by VPC, and its listing is not the lookup's)."""
+    return bool(getattr(provider, "get_zones_by_name", False)) and \
+        getattr(provider, "vpc_id", None) is None
 
 
 def _listing_fills_lookups(provider: Any) -> Any:
@@ -194,8 +201,7 @@ def prefetch(provider: Any, zones: list[str]) -> int:
     (a role without ``route53:ListHostedZones``) is logged and costs one request."""
     cache = getattr(provider, "_r53_zones", None)
     client = getattr(provider, "_conn", None)
-    if cache is None or client is None or not getattr(provider, "get_zones_by_name", False) \
-            or getattr(provider, "vpc_id", None) is not None:
+    if cache is None or client is None or not _lookups_by_name(provider):
         return 0
     wanted = {z for z in zones if z not in cache}
     if len(wanted) < PREFETCH_AT:
