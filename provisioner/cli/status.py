@@ -132,14 +132,14 @@ def run_readiness(args: argparse.Namespace) -> int:
     document = _document(args, args.code)
     if document is None:
         return EXIT_ERROR
-    rows = [(i["code"], d["domain"], d["ready"], d["readiness"])
+    rows = [(i["code"], d["domain"], d["ready"], d["readiness"], d["unknown"])
             for i in document["institutions"] for d in i["domains"]]
     if args.format == "json":
         print(json.dumps([{"institution": c, "domain": dom, "ready": ok, "rows": rs}
-                          for c, dom, ok, rs in rows], indent=2))
+                          for c, dom, ok, rs, _ in rows], indent=2))
     elif args.format == "junit":
         suites = ET.Element("testsuites", name="provisioner readiness")
-        for code, domain, _, rs in rows:
+        for code, domain, _, rs, _ in rows:
             suite = ET.SubElement(suites, "testsuite", name=f"{code} {domain}",
                                   tests=str(len(rs)),
                                   failures=str(sum(r["ok"] is False for r in rs)),
@@ -159,9 +159,7 @@ def run_readiness(args: argparse.Namespace) -> int:
         print('<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites,
                                                                      encoding="unicode"))
     else:
-        for code, domain, ok, rs in rows:
-            unanswered = any(r.get("unknown") for r in rs) and \
-                all(r["ok"] is not False for r in rs)
+        for code, domain, ok, rs, unanswered in rows:
             print(f"{code} {domain}: "
                   f"{'ready' if ok else ('UNKNOWN' if unanswered else 'NOT READY')}")
             for r in rs:
@@ -170,7 +168,7 @@ def run_readiness(args: argparse.Namespace) -> int:
                 where = "" if r["from_dns"] or "not checkable from DNS" in r["detail"] \
                     else " (not from DNS)"
                 print(f"  {mark} {r['label']}: {r['detail']}{where}")
-    not_ready = sum(1 for _, _, ok, _ in rows if not ok)
+    not_ready = sum(1 for _, _, ok, _, _ in rows if not ok)
     unknown = document["summary"]["unknown"]
     print(f"readiness: {len(rows) - not_ready} of {len(rows)} domains ready"
           + (f", {unknown} unknown (no server answered)" if unknown else ""), file=sys.stderr)
